@@ -1,0 +1,177 @@
+"""The data that flows through Bastion: chat requests, answers and stream events.
+
+The shapes stay close to the OpenAI chat format so that the gateway can map them
+without loss, but they are plain frozen dataclasses: cheap to build on the hot path
+and safe to share between attempts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
+from typing import Any, Literal
+
+Role = Literal["system", "user", "assistant", "tool"]
+FinishReason = Literal["stop", "length", "tool_calls", "content_filter", "error"]
+
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    """A call the model asks for; `arguments` is the JSON text the model wrote."""
+
+    id: str
+    name: str
+    arguments: str
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    role: Role
+    content: str | None = None
+    tool_calls: tuple[ToolCall, ...] = ()
+    tool_call_id: str | None = None
+    name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ToolSpec:
+    """A tool offered to the model: its name, what it does, a JSON schema of its arguments."""
+
+    name: str
+    description: str = ""
+    parameters: Mapping[str, Any] = field(default_factory=lambda: {"type": "object"})
+
+
+@dataclass(frozen=True, slots=True)
+class ChatRequest:
+    """One chat request, independent of which endpoint will serve it.
+
+    `extra` carries provider fields Bastion does not interpret (response_format,
+    seed, logprobs, ...); OpenAI-compatible providers pass them through unchanged.
+    """
+
+    messages: tuple[Message, ...]
+    tools: tuple[ToolSpec, ...] = ()
+    tool_choice: str | Mapping[str, Any] | None = None
+    temperature: float | None = None
+    max_tokens: int | None = None
+    extra: Mapping[str, Any] = _EMPTY
+
+    def with_messages(self, messages: tuple[Message, ...]) -> ChatRequest:
+        return replace(self, messages=messages)
+
+    def approx_prompt_chars(self) -> int:
+        return sum(len(m.content or "") for m in self.messages)
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            self.prompt_tokens + other.prompt_tokens,
+            self.completion_tokens + other.completion_tokens,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptRecord:
+    """What one attempt on one endpoint came to; `kind` is None for a success."""
+
+    endpoint: str
+    model: str
+    kind: str | None
+    status: int | None
+    started_at: float
+    duration: float
+    message: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.kind is None
+
+
+@dataclass(frozen=True, slots=True)
+class ChatResponse:
+    """A complete answer. `endpoint` and `model` name what actually served it."""
+
+    message: Message
+    finish_reason: FinishReason
+    usage: Usage
+    model: str
+    endpoint: str = ""
+    attempts: tuple[AttemptRecord, ...] = ()
+    degraded: bool = False
+    raw: Mapping[str, Any] | None = None
+
+    @property
+    def text(self) -> str:
+        return self.message.content or ""
+
+
+# --- stream events -------------------------------------------------------------------
+# A provider's stream yields only content (TextDelta, ToolCallDelta) and one final
+# StreamFinish; role-only and keep-alive chunks are dropped at the edge, so "the first
+# event" always means "the first token" to the timeouts and the failover logic.
+
+
+@dataclass(frozen=True, slots=True)
+class TextDelta:
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallDelta:
+    """A piece of a tool call. `id` and `name` arrive once; `arguments` arrives in parts."""
+
+    index: int
+    id: str | None = None
+    name: str | None = None
+    arguments: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class StreamFinish:
+    finish_reason: FinishReason
+    usage: Usage | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StreamError:
+    """An in-band error: the stream could not be completed. Always followed by a
+    StreamFinish whose finish_reason is "error", never "stop"."""
+
+    kind: str
+    message: str
+    attempts: tuple[AttemptRecord, ...] = ()
+
+
+StreamEvent = TextDelta | ToolCallDelta | StreamFinish
+RouterStreamEvent = TextDelta | ToolCallDelta | StreamFinish | StreamError
+
+
+def user(text: str) -> Message:
+    return Message(role="user", content=text)
+
+
+def system(text: str) -> Message:
+    return Message(role="system", content=text)
+
+
+def assistant(text: str) -> Message:
+    return Message(role="assistant", content=text)
+
+
+def chat(*messages: Message | str, **options: Any) -> ChatRequest:
+    """Build a request; bare strings are user messages."""
+    msgs = tuple(user(m) if isinstance(m, str) else m for m in messages)
+    return ChatRequest(messages=msgs, **options)
