@@ -7,7 +7,7 @@ and safe to share between attempts.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any, Literal
@@ -58,7 +58,7 @@ class ChatRequest:
     tool_choice: str | Mapping[str, Any] | None = None
     temperature: float | None = None
     max_tokens: int | None = None
-    extra: Mapping[str, Any] = _EMPTY
+    extra: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
 
     def with_messages(self, messages: tuple[Message, ...]) -> ChatRequest:
         return replace(self, messages=messages)
@@ -175,3 +175,25 @@ def chat(*messages: Message | str, **options: Any) -> ChatRequest:
     """Build a request; bare strings are user messages."""
     msgs = tuple(user(m) if isinstance(m, str) else m for m in messages)
     return ChatRequest(messages=msgs, **options)
+
+
+class RuntimeContext(Mapping[str, Any]):
+    """Values that come with a request (tenant, user tier, region, ...) and reach model
+    selectors, instructions and tools. Read-only once built."""
+
+    __slots__ = ("_values",)
+
+    def __init__(self, values: Mapping[str, Any] | None = None, /, **more: Any) -> None:
+        self._values: dict[str, Any] = {**(values or {}), **more}
+
+    def __getitem__(self, key: str) -> Any:
+        return self._values[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __repr__(self) -> str:
+        return f"RuntimeContext({self._values!r})"

@@ -1,0 +1,236 @@
+"""The YAML schema (DESIGN §3) as frozen, validated pydantic models.
+
+Durations are seconds or strings with a unit ("150ms", "2s", "5m"). Unknown keys are
+errors, so a typo is caught at load time rather than silently ignored.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+
+from bastion.resilience.errors import ErrorKind
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+
+
+def _duration(value: Any) -> Any:
+    if isinstance(value, bool):
+        raise ValueError("a duration is a number of seconds or a string like '2s'")
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        match = _DURATION.match(value)
+        if match is None:
+            raise ValueError(f"not a duration: {value!r} (use e.g. 250ms, 2s, 5m)")
+        return float(match.group(1)) * _UNITS[match.group(2)]
+    return value
+
+
+Duration = Annotated[float, BeforeValidator(_duration), Field(ge=0)]
+PositiveDuration = Annotated[float, BeforeValidator(_duration), Field(gt=0)]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class TimeoutsConfig(_Frozen):
+    connect: PositiveDuration = 2.0
+    headers: PositiveDuration | None = None
+    first_token: PositiveDuration = 15.0
+    idle: PositiveDuration = 30.0
+    total: PositiveDuration = 120.0
+
+
+class HealthConfig(_Frozen):
+    interval: PositiveDuration = 5.0
+    timeout: PositiveDuration = 2.0
+    mode: Literal["http", "completion", "off"] = "http"
+    path: str = "/models"
+    healthy_after: int = Field(default=2, ge=1)
+    unhealthy_after: int = Field(default=2, ge=1)
+
+
+class KindPolicyConfig(_Frozen):
+    """`attempts` is accepted as another name for `retries` (DESIGN §3 uses it)."""
+
+    retries: int | None = Field(default=None, ge=0)
+    attempts: int | None = Field(default=None, ge=0)
+    base: Duration | None = None
+    max: Duration | None = None
+    failover: bool | None = None
+    retry_after_cap: Duration | None = None
+
+    def overrides(self) -> dict[str, Any]:
+        out = {
+            k: v
+            for k, v in self.model_dump(exclude_none=True).items()
+            if k not in ("attempts", "retries")
+        }
+        retries = self.retries if self.retries is not None else self.attempts
+        if retries is not None:
+            out["retries"] = retries
+        return out
+
+
+RetryConfig = dict[ErrorKind, KindPolicyConfig]
+
+
+class RuleConfig(_Frozen):
+    """A user classification rule: every given condition must match."""
+
+    kind: ErrorKind
+    status: int | str | None = None
+    header: dict[str, str] | None = None
+    body: str | None = None
+
+    @field_validator("status")
+    @classmethod
+    def _status(cls, value: int | str | None) -> int | str | None:
+        if isinstance(value, str) and not re.fullmatch(r"\d{3}(-\d{3})?", value):
+            raise ValueError("status is a code (429) or a range ('500-599')")
+        return value
+
+    @field_validator("header")
+    @classmethod
+    def _one_header(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        if value is not None and len(value) != 1:
+            raise ValueError("header is one {name: regex} pair")
+        return value
+
+    @model_validator(mode="after")
+    def _some_condition(self) -> RuleConfig:
+        if self.status is None and self.header is None and self.body is None:
+            raise ValueError("a rule needs at least one of status, header, body")
+        return self
+
+
+class BreakerSettings(_Frozen):
+    consecutive_failures: int = Field(default=5, ge=1)
+    failure_rate: float = Field(default=0.5, gt=0, le=1)
+    window: PositiveDuration = 30.0
+    min_calls: int = Field(default=20, ge=1)
+    open_for: PositiveDuration = 10.0
+    open_for_max: PositiveDuration = 300.0
+    backoff: float = Field(default=2.0, ge=1)
+    half_open_probes: int = Field(default=2, ge=1)
+
+
+class OutlierSettings(_Frozen):
+    consecutive_errors: int = Field(default=5, ge=1)
+    base_ejection: PositiveDuration = 30.0
+    max_ejection: PositiveDuration = 300.0
+    max_ejected_share: float = Field(default=0.5, ge=0, le=1)
+
+
+class BudgetSettings(_Frozen):
+    ratio: float = Field(default=0.2, ge=0)
+    window: PositiveDuration = 10.0
+    min_retries: int = Field(default=3, ge=0)
+
+
+class EndpointConfig(_Frozen):
+    id: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.:-]+$")
+    provider: Literal["openai", "anthropic", "scripted"]
+    model: str = Field(min_length=1)
+    base_url: str = ""
+    api_key: str | None = Field(default=None, repr=False)
+    context_window: int | None = Field(default=None, gt=0)
+    weight: float = Field(default=1.0, ge=0)
+    max_concurrency: int | None = Field(default=None, ge=1)
+    timeouts: TimeoutsConfig = TimeoutsConfig()
+    health: HealthConfig | Literal[False] = HealthConfig()
+    prefill: Literal["auto", "supported", "unsupported"] = "auto"
+    headers: dict[str, str] = Field(default_factory=dict, repr=False)
+    retry: RetryConfig = Field(default_factory=dict)
+    classify: tuple[RuleConfig, ...] = ()
+    breaker: BreakerSettings | None = None
+    reply: str | None = None  # scripted endpoints: the fixed answer
+
+    @model_validator(mode="after")
+    def _url_for_http(self) -> EndpointConfig:
+        if self.provider == "openai" and not self.base_url:
+            raise ValueError("base_url is required for provider 'openai'")
+        if self.reply is not None and self.provider != "scripted":
+            raise ValueError("reply is only for provider 'scripted'")
+        return self
+
+
+class TargetConfig(_Frozen):
+    model: str
+    retries: int | None = Field(default=None, ge=0)
+
+
+class DegradedConfig(_Frozen):
+    message: str | None = None
+    handler: str | None = Field(default=None, pattern=r"^[\w.]+:[\w.]+$")
+
+    @model_validator(mode="after")
+    def _one(self) -> DegradedConfig:
+        if (self.message is None) == (self.handler is None):
+            raise ValueError("give exactly one of message or handler ('module:function')")
+        return self
+
+
+class HedgeConfig(_Frozen):
+    multiplier: float = Field(default=2.0, gt=0)
+    min_delay: Duration = 0.05
+    max_delay: Duration = 5.0
+    initial: Duration = 1.0
+
+
+class GroupConfig(_Frozen):
+    strategy: Literal["priority", "weighted", "least-latency"] = "priority"
+    targets: tuple[str | TargetConfig, ...] = Field(min_length=1)
+    fallbacks: tuple[str, ...] = ()
+    degraded: DegradedConfig | None = None
+    retry: RetryConfig = Field(default_factory=dict)
+    classify: tuple[RuleConfig, ...] = ()
+    failover_on_content_filter: bool = False
+    hedge: HedgeConfig | bool = False
+
+
+class BastionConfig(_Frozen):
+    endpoints: tuple[EndpointConfig, ...] = Field(min_length=1)
+    models: dict[str, GroupConfig] = Field(default_factory=dict)
+    default_model: str | None = None
+    retry: RetryConfig = Field(default_factory=dict)
+    classify: tuple[RuleConfig, ...] = ()
+    breaker: BreakerSettings = BreakerSettings()
+    outlier: OutlierSettings = OutlierSettings()
+    budget: BudgetSettings = BudgetSettings()
+    deadline: PositiveDuration = 120.0
+    health_checks: bool = True
+    # Sections that later parts of Bastion read; accepted here so one file serves all.
+    state: dict[str, Any] | None = None
+    memory: dict[str, Any] | None = None
+    auth: dict[str, Any] | None = None
+    agents: dict[str, Any] | None = None
+    mcp: dict[str, Any] | None = None
+    server: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _references(self) -> BastionConfig:
+        ids = [e.id for e in self.endpoints]
+        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        if dupes:
+            raise ValueError(f"duplicate endpoint ids: {', '.join(dupes)}")
+        known = set(ids) | set(self.models)
+        clash = sorted(set(ids) & set(self.models))
+        if clash:
+            raise ValueError(f"names used by both an endpoint and a model: {', '.join(clash)}")
+        for name, group in self.models.items():
+            for target in group.targets:
+                ref = target if isinstance(target, str) else target.model
+                if ref not in known:
+                    raise ValueError(f"models.{name}.targets: unknown endpoint or model {ref!r}")
+            for ref in group.fallbacks:
+                if ref not in known:
+                    raise ValueError(f"models.{name}.fallbacks: unknown endpoint or model {ref!r}")
+        if self.default_model is not None and self.default_model not in known:
+            raise ValueError(f"default_model: unknown endpoint or model {self.default_model!r}")
+        return self

@@ -1,0 +1,221 @@
+"""One request's walk through its plan: admission, outcomes, decisions, the record.
+
+`RequestRun` holds what one request has learned so far (its attempts, its deadline,
+the smallest context window known to be too small) and turns each outcome into a
+decision. It performs no I/O of its own; `Router.complete` and the stream
+failover loop carry its decisions out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bastion.observability.events import (
+    AttemptFinished,
+    FailedOver,
+    PanicMode,
+    RequestFinished,
+    RetryScheduled,
+)
+from bastion.resilience.errors import (
+    ENDPOINT_FAULTS,
+    Classification,
+    ErrorKind,
+    UpstreamError,
+    classify,
+)
+from bastion.resilience.retry import Action, Decision, FailureInfo
+from bastion.routing.core import RouterCore
+from bastion.routing.endpoints import EndpointRuntime
+from bastion.routing.errors import FailoverError, NoTargetAvailable
+from bastion.routing.plan import Candidate, Plan
+from bastion.types import AttemptRecord
+
+# A 429 storm is the endpoint telling us to back off: it counts against the breaker
+# so that a sustained storm opens it and traffic moves elsewhere instead of hammering.
+BREAKER_FAULTS = ENDPOINT_FAULTS | {ErrorKind.RATE_LIMITED}
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    classification: Classification
+    decision: Decision
+
+
+class RequestRun:
+    def __init__(self, core: RouterCore, plan: Plan, *, deadline: float, stream: bool) -> None:
+        self.core = core
+        self.plan = plan
+        self.stream = stream
+        self.request_id = core.next_request_id()
+        self.started = core.clock.now()
+        self.deadline_at = self.started + deadline
+        self.attempts: list[AttemptRecord] = []
+        self.errors: list[Exception] = []
+        self.final_kind: ErrorKind | None = None
+        self._too_small: int | None = None
+        self._unknown_window_failed = False
+        self._budget_counted: set[str] = set()
+        if plan.panic and core.bus.active:
+            core.bus.emit(PanicMode(self.request_id, tuple(c.runtime.id for c in plan.candidates)))
+        if not plan.candidates:
+            raise NoTargetAvailable(plan.name, plan.excluded)
+
+    def remaining(self) -> float:
+        return self.deadline_at - self.core.clock.now()
+
+    def eligible(self, candidate: Candidate) -> bool:
+        """After a context-length error, only a larger window may be tried."""
+        window = candidate.runtime.endpoint.context_window
+        if self._too_small is not None:
+            return window is not None and window > self._too_small
+        if self._unknown_window_failed:
+            return window is not None
+        return True
+
+    def admit(self, rt: EndpointRuntime) -> bool:
+        """Reserve a call on `rt`: its breaker must let it through (unless the plan is in
+        panic mode) and it must have room. Counted in the endpoint's retry budget once."""
+        if rt.full:
+            return False
+        if not self.plan.panic and not rt.breaker.try_acquire():
+            return False
+        if rt.id not in self._budget_counted:
+            self._budget_counted.add(rt.id)
+            rt.budget.record_request()
+        rt.in_flight += 1
+        return True
+
+    def release(self, rt: EndpointRuntime) -> None:
+        """The call ended with no verdict on the endpoint (cancelled, lost a hedge)."""
+        rt.in_flight -= 1
+        rt.breaker.release()
+
+    def succeeded(
+        self, rt: EndpointRuntime, started: float, *, ttft: float | None = None, hedge: bool = False
+    ) -> None:
+        rt.in_flight -= 1
+        now = self.core.clock.now()
+        duration = now - started
+        rt.breaker.record_success()
+        self.core.record_outcome(rt, True)
+        rt.latency.add(duration)
+        if ttft is not None:
+            rt.ttft.add(ttft)
+        rt.served += 1
+        self.attempts.append(
+            AttemptRecord(rt.id, rt.endpoint.model, None, None, started - self.started, duration)
+        )
+        if self.core.bus.active:
+            self.core.bus.emit(
+                AttemptFinished(
+                    self.request_id, rt.id, rt.endpoint.model, None, None, duration, ttft, hedge
+                )
+            )
+
+    def failed(
+        self,
+        candidate: Candidate,
+        error: Exception,
+        started: float,
+        *,
+        retries: int,
+        hedge: bool = False,
+    ) -> Outcome:
+        """Record a failed attempt and decide what comes next."""
+        rt = candidate.runtime
+        rt.in_flight -= 1
+        rules = self.core.rules(self.plan, rt.id)
+        classification = classify(error, rules=rules)
+        kind = classification.kind
+        if kind in BREAKER_FAULTS:
+            rt.breaker.record_failure()
+            self.core.record_outcome(rt, False)
+            rt.failed += 1
+        else:
+            rt.breaker.release()
+        if kind is ErrorKind.CONTEXT_LENGTH:
+            window = rt.endpoint.context_window
+            if window is None:
+                self._unknown_window_failed = True
+            else:
+                self._too_small = max(window, self._too_small or 0)
+        if kind is ErrorKind.PREFILL_REJECTED:
+            rt.prefill_ok = False
+        now = self.core.clock.now()
+        self.attempts.append(
+            AttemptRecord(
+                rt.id,
+                rt.endpoint.model,
+                kind.value,
+                classification.status,
+                started - self.started,
+                now - started,
+                _short(error),
+            )
+        )
+        self.errors.append(error)
+        bus = self.core.bus
+        if bus.active:
+            bus.emit(
+                AttemptFinished(
+                    self.request_id,
+                    rt.id,
+                    rt.endpoint.model,
+                    kind.value,
+                    classification.status,
+                    now - started,
+                    None,
+                    hedge,
+                )
+            )
+        policy = self.core.policy(self.plan, candidate.target)
+        decision = policy.decide(
+            FailureInfo(classification, retries, rt.id),
+            remaining=self.remaining(),
+            rng=self.core.rng,
+        )
+        if decision.action is Action.RETRY and not rt.budget.try_spend():
+            decision = Decision(Action.FAILOVER, 0.0, "retry budget spent")
+        if decision.action is Action.RETRY:
+            if bus.active:
+                bus.emit(
+                    RetryScheduled(self.request_id, rt.id, kind.value, retries + 1, decision.delay)
+                )
+        else:
+            self.final_kind = kind
+            if decision.action is Action.FAILOVER and bus.active:
+                bus.emit(FailedOver(self.request_id, rt.id, kind.value, decision.reason))
+        return Outcome(classification, decision)
+
+    def error(self, message: str | None = None) -> FailoverError | NoTargetAvailable:
+        if not self.errors:
+            return NoTargetAvailable(self.plan.name, self.plan.excluded)
+        kind = self.final_kind or ErrorKind.UNKNOWN
+        text = message or (
+            f"{self.plan.name!r}: request returned after {len(self.attempts)} attempt(s): "
+            f"{kind.value}"
+            if kind not in BREAKER_FAULTS or len(self.errors) == 1
+            else f"{self.plan.name!r}: all {len(self.attempts)} attempt(s) failed"
+        )
+        return FailoverError(text, self.errors, self.attempts, kind)
+
+    def finish(self, endpoint: str | None, ok: bool) -> None:
+        if self.core.bus.active:
+            self.core.bus.emit(
+                RequestFinished(
+                    self.request_id,
+                    endpoint,
+                    ok,
+                    len(self.attempts),
+                    self.core.clock.now() - self.started,
+                    self.stream,
+                    None if ok else (self.final_kind or ErrorKind.UNKNOWN).value,
+                )
+            )
+
+
+def _short(error: Exception) -> str:
+    if isinstance(error, UpstreamError):
+        return error.message[:200]
+    return f"{type(error).__name__}: {error}"[:200]

@@ -1,0 +1,188 @@
+"""The router's shared state: endpoints, their health, and the policies that apply."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import random
+from collections.abc import Iterable, Mapping
+
+from bastion.models.base import ChatModel, Endpoint, HealthProbe
+from bastion.observability.events import EventBus
+from bastion.resilience.breaker import CircuitBreaker
+from bastion.resilience.budget import RetryBudget
+from bastion.resilience.clock import Clock
+from bastion.resilience.errors import ErrorKind, Rule
+from bastion.resilience.health import HealthChecker
+from bastion.resilience.outlier import OutlierDetector
+from bastion.resilience.retry import RetryPolicy
+from bastion.routing.endpoints import EndpointRuntime
+from bastion.routing.groups import ModelGroup, Target
+from bastion.routing.options import RouterOptions
+from bastion.routing.plan import Plan, expand, make_plan
+from bastion.routing.spec import ModelSpec, resolve
+from bastion.types import RuntimeContext
+
+# Kinds a per-entry `retries` count applies to. The others are never retried on the
+# same endpoint: a timeout moves on, a bad request or a refused prompt stays bad there.
+RETRYABLE_KINDS = (
+    ErrorKind.CONNECTION,
+    ErrorKind.RATE_LIMITED,
+    ErrorKind.UNAVAILABLE,
+    ErrorKind.SERVER_ERROR,
+    ErrorKind.PROTOCOL,
+    ErrorKind.UNKNOWN,
+)
+
+ALL_ENDPOINTS = "*"
+
+
+class RouterCore:
+    """Everything a request needs to be planned and its outcome recorded."""
+
+    def __init__(
+        self,
+        endpoints: Iterable[tuple[Endpoint, ChatModel]],
+        groups: Mapping[str, ModelGroup],
+        options: RouterOptions,
+        *,
+        clock: Clock,
+        rng: random.Random,
+        bus: EventBus,
+    ) -> None:
+        self.options = options
+        self.groups = dict(groups)
+        self.clock = clock
+        self.rng = rng
+        self.bus = bus
+        self.runtimes: dict[str, EndpointRuntime] = {}
+        for endpoint, model in endpoints:
+            if endpoint.id in self.runtimes:
+                raise ValueError(f"duplicate endpoint id {endpoint.id!r}")
+            override = options.endpoints.get(endpoint.id)
+            breaker_config = (override.breaker if override else None) or options.breaker
+            self.runtimes[endpoint.id] = EndpointRuntime(
+                endpoint=endpoint,
+                model=model,
+                breaker=CircuitBreaker(
+                    endpoint.id, breaker_config, clock=clock, on_transition=bus.emit
+                ),
+                budget=RetryBudget(
+                    ratio=options.budget.ratio,
+                    window=options.budget.window,
+                    min_retries=options.budget.min_retries,
+                    clock=clock,
+                ),
+            )
+        clash = set(self.groups) & set(self.runtimes)
+        if clash:
+            raise ValueError(f"names used by both a group and an endpoint: {sorted(clash)}")
+        self.detectors: dict[str, OutlierDetector] = {
+            ALL_ENDPOINTS: OutlierDetector(
+                ALL_ENDPOINTS, self.runtimes, options.outlier, clock=clock, on_event=bus.emit
+            )
+        }
+        for name, group in self.groups.items():
+            members = [t.endpoint for t in expand(group, self.groups, self.runtimes, rng)]
+            self.detectors[name] = OutlierDetector(
+                name, members, options.outlier, clock=clock, on_event=bus.emit
+            )
+        self._member_of: dict[str, tuple[OutlierDetector, ...]] = {
+            ep: tuple(d for n, d in self.detectors.items() if n == ALL_ENDPOINTS or ep in _m(d))
+            for ep in self.runtimes
+        }
+        self.health = HealthChecker(clock=clock, on_change=bus.emit)
+        self._policies: dict[tuple[str, str, int | None], RetryPolicy] = {}
+        self._rules: dict[tuple[str, str], tuple[Rule, ...]] = {}
+        self._ids = itertools.count(1)
+        self._id_prefix = os.urandom(3).hex()
+
+    # --- planning ------------------------------------------------------------------
+
+    async def plan(self, spec: ModelSpec, context: RuntimeContext) -> Plan:
+        resolved = await resolve(spec, context, self.groups, self.runtimes)
+        targets = expand(resolved.group, self.groups, self.runtimes, self.rng)
+        detector = self.detectors.get(resolved.name, self.detectors[ALL_ENDPOINTS])
+
+        def in_service(rt: EndpointRuntime) -> bool:
+            return (
+                rt.breaker.available()
+                and not detector.is_ejected(rt.id)
+                and self.health.is_healthy(rt.id)
+                and not rt.full
+            )
+
+        return make_plan(resolved.name, resolved.group, targets, self.runtimes, in_service)
+
+    def next_request_id(self) -> str:
+        return f"{self._id_prefix}-{next(self._ids)}"
+
+    # --- policies ------------------------------------------------------------------
+
+    def policy(self, plan: Plan, target: Target) -> RetryPolicy:
+        """Router defaults, then the group's overrides, then the endpoint's, then the
+        fallback entry's own retry count. Built once per combination."""
+        key = (plan.name, target.endpoint, target.retries)
+        cached = self._policies.get(key)
+        if cached is not None:
+            return cached
+        policy = self.options.retry
+        if plan.group.retry:
+            policy = policy.override(plan.group.retry)
+        if plan.group.failover_on_content_filter:
+            policy = policy.override({ErrorKind.CONTENT_FILTER: {"failover": True}})
+        endpoint_policy = self.options.endpoints.get(target.endpoint)
+        if endpoint_policy is not None and endpoint_policy.retry:
+            policy = policy.override(endpoint_policy.retry)
+        if target.retries is not None:
+            policy = policy.override({k: {"retries": target.retries} for k in RETRYABLE_KINDS})
+        self._policies[key] = policy
+        return policy
+
+    def rules(self, plan: Plan, endpoint: str) -> tuple[Rule, ...]:
+        key = (plan.name, endpoint)
+        cached = self._rules.get(key)
+        if cached is None:
+            endpoint_policy = self.options.endpoints.get(endpoint)
+            own = endpoint_policy.rules if endpoint_policy else ()
+            cached = (*own, *plan.group.rules, *self.options.rules)
+            self._rules[key] = cached
+        return cached
+
+    # --- outcomes ------------------------------------------------------------------
+
+    def record_outcome(self, rt: EndpointRuntime, ok: bool) -> None:
+        for detector in self._member_of[rt.id]:
+            detector.record(rt.id, ok)
+
+    # --- health and lifecycle ------------------------------------------------------
+
+    def start_health_checks(self) -> None:
+        if not self.options.health_checks:
+            return
+        for rt in self.runtimes.values():
+            check = rt.endpoint.health
+            model = rt.model
+            if check.mode == "off" or not isinstance(model, HealthProbe):
+                continue
+
+            async def probe(
+                model: HealthProbe = model,
+                mode: str = check.mode,
+                path: str = check.path,
+                limit: float = check.timeout,
+            ) -> None:
+                await model.probe(mode, path, limit)
+
+            self.health.add(
+                rt.id,
+                probe,
+                interval=check.interval,
+                timeout=check.timeout,
+                healthy_after=check.healthy_after,
+                unhealthy_after=check.unhealthy_after,
+            )
+
+
+def _m(detector: OutlierDetector) -> frozenset[str]:
+    return detector.members

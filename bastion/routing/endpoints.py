@@ -1,0 +1,59 @@
+"""The live state the router keeps per endpoint: its model, breaker, budget, latency."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from bastion.models.base import ChatModel, Endpoint
+from bastion.resilience.breaker import CircuitBreaker
+from bastion.resilience.budget import RetryBudget
+
+
+@dataclass(slots=True)
+class Ewma:
+    """Exponentially weighted mean and variance; `alpha` weighs the newest sample."""
+
+    alpha: float = 0.2
+    mean: float | None = None
+    var: float = 0.0
+
+    def add(self, sample: float) -> None:
+        if self.mean is None:
+            self.mean = sample
+            return
+        diff = sample - self.mean
+        incr = self.alpha * diff
+        self.mean += incr
+        self.var = (1 - self.alpha) * (self.var + diff * incr)
+
+
+@dataclass(slots=True)
+class EndpointRuntime:
+    endpoint: Endpoint
+    model: ChatModel
+    breaker: CircuitBreaker
+    budget: RetryBudget
+    latency: Ewma = field(default_factory=Ewma)
+    ttft: Ewma = field(default_factory=Ewma)
+    in_flight: int = 0
+    isolated: bool = False
+    # Learned at run time: None until the endpoint has answered a prefill either way.
+    prefill_ok: bool | None = None
+    served: int = 0
+    failed: int = 0
+
+    @property
+    def id(self) -> str:
+        return self.endpoint.id
+
+    @property
+    def full(self) -> bool:
+        limit = self.endpoint.max_concurrency
+        return limit is not None and self.in_flight >= limit
+
+    def accepts_prefill(self) -> bool:
+        if self.endpoint.prefill == "supported":
+            return True
+        if self.endpoint.prefill == "unsupported":
+            return False
+        return self.prefill_ok is not False

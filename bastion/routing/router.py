@@ -1,0 +1,279 @@
+"""The Router: plan a request, try endpoints until one answers, tell what happened.
+
+    router = Router.from_config("bastion.yaml")
+    answer = await router.complete(chat("Hello"), model="chat")
+    async for event in router.stream(chat("Hello"), model=["primary", "backup"]):
+        ...
+
+`complete` and `stream` share one attempt loop shape: plan (ordered candidates minus
+those out of service), then for each candidate admit → call under the attempt's time
+bounds → classify a failure → retry here, fail over, or return. One deadline bounds
+the whole request. When every target failed, the group's degraded answer (if any)
+is returned, flagged; otherwise a FailoverError listing every attempt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import random
+from collections.abc import Iterable, Mapping
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Self
+
+import aiohttp
+
+from bastion.models.base import ChatModel, Closeable, Endpoint
+from bastion.observability.events import DegradedAnswer, EndpointIsolated, EventBus, EventHook
+from bastion.resilience.clock import Clock, SystemClock
+from bastion.resilience.errors import ErrorKind
+from bastion.resilience.retry import Action
+from bastion.routing.attempts import RequestRun
+from bastion.routing.core import RouterCore
+from bastion.routing.endpoints import EndpointRuntime
+from bastion.routing.groups import ModelGroup
+from bastion.routing.hedging import hedged_call
+from bastion.routing.options import RouterOptions
+from bastion.routing.spec import ModelSpec
+from bastion.routing.status import EndpointStatus, endpoint_status
+from bastion.routing.streaming import RouterStream
+from bastion.routing.timing import within
+from bastion.types import ChatRequest, ChatResponse, Message, RuntimeContext, Usage
+
+_NO_CONTEXT = RuntimeContext()
+
+
+class Router:
+    """Routes chat requests over endpoints with failover. See the module docstring."""
+
+    def __init__(
+        self,
+        endpoints: Iterable[Endpoint | tuple[Endpoint, ChatModel]],
+        groups: Mapping[str, ModelGroup] | None = None,
+        *,
+        options: RouterOptions | None = None,
+        default_model: ModelSpec | None = None,
+        session: aiohttp.ClientSession | None = None,
+        clock: Clock | None = None,
+        rng: random.Random | None = None,
+        hooks: Iterable[EventHook] = (),
+    ) -> None:
+        from bastion.models import build_model
+
+        pairs: list[tuple[Endpoint, ChatModel]] = []
+        # Models the router built are the router's to close; models handed in are not.
+        self._owned: list[ChatModel] = []
+        for entry in endpoints:
+            if isinstance(entry, tuple):
+                pairs.append(entry)
+            else:
+                built = build_model(entry, session=session)
+                pairs.append((entry, built))
+                self._owned.append(built)
+        self.events = EventBus(tuple(hooks))
+        self._core = RouterCore(
+            pairs,
+            groups or {},
+            options or RouterOptions(),
+            clock=clock or SystemClock(),
+            rng=rng or random.Random(),
+            bus=self.events,
+        )
+        self.default_model = default_model
+        self._started = False
+
+    @classmethod
+    def from_config(cls, source: str | Path | Mapping[str, Any], **kwargs: Any) -> Router:
+        """Build from a YAML file path, YAML text, or an already parsed mapping
+        (the schema of DESIGN §3); keyword arguments go to the constructor."""
+        from bastion.routing.configure import load_router_config
+
+        parts = load_router_config(source)
+        return cls(
+            parts.endpoints,
+            parts.groups,
+            options=parts.options,
+            default_model=parts.default_model,
+            **kwargs,
+        )
+
+    # --- lifecycle -----------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start active health checks (if configured). Idempotent."""
+        if not self._started:
+            self._started = True
+            self._core.start_health_checks()
+            await self._core.health.start()
+
+    async def aclose(self) -> None:
+        await self._core.health.stop()
+        for model in self._owned:
+            if isinstance(model, Closeable):
+                await model.aclose()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    # --- requests ------------------------------------------------------------------
+
+    async def complete(
+        self,
+        request: ChatRequest,
+        *,
+        model: ModelSpec | None = None,
+        context: RuntimeContext | None = None,
+        deadline: float | None = None,
+    ) -> ChatResponse:
+        """A complete answer, from the first target that gives one."""
+        context = context if context is not None else _NO_CONTEXT
+        run = await self._begin(model, context, deadline, stream=False)
+        pending = list(run.plan.candidates)
+        while pending:
+            candidate = pending.pop(0)
+            rt = candidate.runtime
+            if not run.eligible(candidate):
+                continue
+            retries = 0
+            while run.remaining() > 0 and run.admit(rt):
+                started = self._core.clock.now()
+                hedge = run.plan.group.hedge if retries == 0 else None
+                if hedge is not None:
+                    won = await hedged_call(run, candidate, pending, request, hedge)
+                    if won is None:
+                        break
+                    candidate, response, started = won
+                    rt = candidate.runtime
+                else:
+                    try:
+                        response = await within(
+                            rt.model.complete(request),
+                            min(rt.endpoint.timeouts.total, run.remaining()),
+                            phase="total",
+                            endpoint=rt.id,
+                        )
+                    except asyncio.CancelledError:
+                        run.release(rt)
+                        raise
+                    except Exception as exc:
+                        outcome = run.failed(candidate, exc, started, retries=retries)
+                        action = outcome.decision.action
+                        if action is Action.RETRY:
+                            await self._core.clock.sleep(outcome.decision.delay)
+                            retries += 1
+                            continue
+                        if action is Action.RETURN:
+                            run.finish(None, False)
+                            raise run.error() from None
+                        break
+                run.succeeded(rt, started)
+                run.finish(rt.id, True)
+                return replace(response, endpoint=rt.id, attempts=tuple(run.attempts))
+        return await self._exhausted(run, request, context)
+
+    def stream(
+        self,
+        request: ChatRequest,
+        *,
+        model: ModelSpec | None = None,
+        context: RuntimeContext | None = None,
+        deadline: float | None = None,
+    ) -> RouterStream:
+        """A stream of text/tool-call deltas ending in one StreamFinish, failing over
+        before and after the first token; see `RouterStream`."""
+        context = context if context is not None else _NO_CONTEXT
+
+        async def begin() -> RequestRun:
+            return await self._begin(model, context, deadline, stream=True)
+
+        return RouterStream(begin, request, context, self._degraded_text)
+
+    async def _begin(
+        self,
+        model: ModelSpec | None,
+        context: RuntimeContext,
+        deadline: float | None,
+        *,
+        stream: bool,
+    ) -> RequestRun:
+        spec = model if model is not None else self.default_model
+        if spec is None:
+            raise ValueError("no model given and the router has no default model")
+        plan = await self._core.plan(spec, context)
+        limit = deadline if deadline is not None else self._core.options.deadline
+        return RequestRun(self._core, plan, deadline=limit, stream=stream)
+
+    async def _degraded_text(
+        self, run: RequestRun, request: ChatRequest, context: RuntimeContext
+    ) -> str | ChatResponse | None:
+        degraded = run.plan.group.degraded
+        if degraded is None or run.final_kind in _RETURNED_KINDS:
+            return None
+        if self.events.active:
+            self.events.emit(DegradedAnswer(run.request_id, run.plan.name))
+        if degraded.handler is None:
+            return degraded.message
+        produced = degraded.handler(request, context)
+        if inspect.isawaitable(produced):
+            produced = await produced
+        return produced
+
+    async def _exhausted(
+        self, run: RequestRun, request: ChatRequest, context: RuntimeContext
+    ) -> ChatResponse:
+        produced = await self._degraded_text(run, request, context)
+        if produced is None:
+            run.finish(None, False)
+            raise run.error()
+        run.finish("degraded", True)
+        if isinstance(produced, ChatResponse):
+            return replace(produced, degraded=True, attempts=tuple(run.attempts))
+        return ChatResponse(
+            message=Message(role="assistant", content=produced),
+            finish_reason="stop",
+            usage=Usage(),
+            model="degraded",
+            endpoint="degraded",
+            attempts=tuple(run.attempts),
+            degraded=True,
+        )
+
+    # --- control -------------------------------------------------------------------
+
+    def isolate(self, endpoint: str) -> None:
+        """Take an endpoint out of service by hand until `recover`."""
+        self._runtime(endpoint).isolated = True
+        self.events.emit(EndpointIsolated(endpoint, True))
+
+    def recover(self, endpoint: str) -> None:
+        self._runtime(endpoint).isolated = False
+        self.events.emit(EndpointIsolated(endpoint, False))
+
+    def status(self) -> list[EndpointStatus]:
+        """A snapshot of every endpoint: breaker, ejection, health, load, counts."""
+        return [endpoint_status(self._core, rt) for rt in self._core.runtimes.values()]
+
+    @property
+    def endpoints(self) -> tuple[str, ...]:
+        return tuple(self._core.runtimes)
+
+    @property
+    def groups(self) -> Mapping[str, ModelGroup]:
+        return self._core.groups
+
+    def _runtime(self, endpoint: str) -> EndpointRuntime:
+        try:
+            return self._core.runtimes[endpoint]
+        except KeyError:
+            raise KeyError(f"unknown endpoint {endpoint!r}") from None
+
+
+# Kinds whose error is the caller's answer, not a reason for a degraded reply.
+_RETURNED_KINDS = frozenset(
+    {ErrorKind.INVALID_REQUEST, ErrorKind.CONTENT_FILTER, ErrorKind.CONTEXT_LENGTH}
+)
