@@ -14,6 +14,7 @@ whose body mentions `quota` is rate limiting" without forking anything.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -133,9 +134,7 @@ class ClassificationRule:
         if self.status is not None:
             if status is None:
                 return False
-            low, high = (
-                (self.status, self.status) if isinstance(self.status, int) else self.status
-            )
+            low, high = (self.status, self.status) if isinstance(self.status, int) else self.status
             if not low <= status <= high:
                 return False
         if self.header is not None:
@@ -162,7 +161,13 @@ _CONTENT_FILTER = re.compile(
     r"|responsibleaipolicyviolation|flagged as potentially violating",
     re.IGNORECASE,
 )
-_QUOTA = re.compile(r"insufficient_quota|exceeded your current quota|billing", re.IGNORECASE)
+# Not "billing" alone: OpenAI's free-tier rate-limit message links to the billing page.
+_QUOTA = re.compile(
+    r"insufficient_quota|exceeded your current quota|check your plan and billing"
+    r"|credit balance is too low|insufficient (?:credits|balance)"
+    r"|reached your specified api usage limits",
+    re.IGNORECASE,
+)
 _PREFILL = re.compile(
     r"prefill|final assistant (?:message|content)|must end with a user message"
     r"|last message must (?:be|have role) (?:a )?user",
@@ -172,6 +177,7 @@ _OVERLOADED = re.compile(r"overloaded", re.IGNORECASE)
 
 _BY_STATUS: Mapping[int, ErrorKind] = {
     401: ErrorKind.AUTH,
+    402: ErrorKind.QUOTA_EXCEEDED,  # payment required: the account, not the request
     403: ErrorKind.FORBIDDEN,
     404: ErrorKind.NOT_FOUND,
     408: ErrorKind.TIMEOUT,
@@ -189,6 +195,9 @@ def kind_of_response(status: int, body: str = "") -> ErrorKind:
     """The built-in reading of an HTTP error answer."""
     if status == 429:
         return ErrorKind.QUOTA_EXCEEDED if _QUOTA.search(body) else ErrorKind.RATE_LIMITED
+    if status in (400, 402) and _QUOTA.search(body):
+        # Anthropic answers an empty credit balance with a 400; others use 402.
+        return ErrorKind.QUOTA_EXCEEDED
     if 400 <= status < 500 and status not in (401, 403, 408, 429):
         # Context length and content filter arrive as 400 (or 413/422) with wording
         # that differs per provider; the body decides.
@@ -234,7 +243,7 @@ def parse_retry_after(headers: Mapping[str, str], now: float | None = None) -> f
                 value = float(raw) / 1000.0
             except ValueError:
                 continue
-            if value >= 0:
+            if _sane(value):
                 return value
     raw = headers.get("retry-after")
     if raw is None:
@@ -250,7 +259,12 @@ def parse_retry_after(headers: Mapping[str, str], now: float | None = None) -> f
         except (TypeError, ValueError, IndexError):
             return None
         return max(0.0, when.timestamp() - now)
-    return value if value >= 0 else None
+    return value if _sane(value) else None
+
+
+def _sane(seconds: float) -> bool:
+    # "inf" and "nan" parse as floats; neither is a wait anyone meant.
+    return math.isfinite(seconds) and seconds >= 0
 
 
 def lower_headers(headers: Mapping[str, str]) -> dict[str, str]:

@@ -1,0 +1,178 @@
+"""Passive outlier ejection: take a member that keeps failing out of its group for a while.
+
+Where a breaker guards one endpoint on its own, the detector looks at a group (the
+targets of one model name) and bounds how much of it may be out at once, so that a
+fault shared by every member, such as a bad request pattern, cannot empty the group.
+It learns only from real traffic (`record`); active probes live in `health`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from bastion.resilience.clock import Clock, SystemClock
+
+_log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class OutlierConfig:
+    """When to eject and for how long.
+
+    A member is ejected after `consecutive_errors` errors in a row, for
+
+        min(base_ejection * times_ejected, max_ejection)
+
+    seconds, `times_ejected` counting this ejection. A member that has stayed in for
+    `max_ejection` seconds since its last return starts again from `base_ejection`.
+    At most `floor(max_ejected_share * members)` members are out at once: with the
+    default share a group of one is never ejected, as there is nothing to send its
+    traffic to (its breaker still guards it).
+    """
+
+    consecutive_errors: int = 5
+    base_ejection: float = 30.0
+    max_ejection: float = 300.0
+    max_ejected_share: float = 0.5
+
+    def __post_init__(self) -> None:
+        checks = (
+            ("consecutive_errors", self.consecutive_errors >= 1, "at least 1"),
+            ("base_ejection", self.base_ejection > 0, "positive"),
+            ("max_ejection", self.max_ejection >= self.base_ejection, "at least base_ejection"),
+            ("max_ejected_share", 0 <= self.max_ejected_share <= 1, "in [0, 1]"),
+        )
+        for name, ok, wanted in checks:
+            if not ok:
+                raise ValueError(f"outlier {name} must be {wanted}, got {getattr(self, name)}")
+
+
+DEFAULT_OUTLIER_CONFIG = OutlierConfig()
+
+
+@dataclass(frozen=True, slots=True)
+class Ejected:
+    """`name` was taken out of `group` at `at` until `until`."""
+
+    group: str
+    name: str
+    at: float
+    until: float
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Restored:
+    """`name` came back into `group` at `at`, its ejection time over."""
+
+    group: str
+    name: str
+    at: float
+
+
+class _Member:
+    __slots__ = ("consecutive", "restored_at", "times_ejected", "until")
+
+    def __init__(self) -> None:
+        self.consecutive = 0
+        self.times_ejected = 0
+        self.until: float | None = None  # set while ejected
+        self.restored_at: float | None = None
+
+
+class OutlierDetector:
+    """Ejection state for the members of one group.
+
+    Ejection ends lazily: `is_ejected()` and `ejected()` restore the members whose time
+    is up and emit `Restored` for them. A name outside the group is ignored by
+    `record()` and never ejected: a request that began before the group changed may
+    still report on it. `on_event` exceptions are logged and swallowed.
+    """
+
+    def __init__(
+        self,
+        group: str,
+        members: Iterable[str],
+        config: OutlierConfig = DEFAULT_OUTLIER_CONFIG,
+        *,
+        clock: Clock | None = None,
+        on_event: Callable[[Ejected | Restored], None] | None = None,
+    ) -> None:
+        self.group = group
+        self.config = config
+        self._clock = clock if clock is not None else SystemClock()
+        self._on_event = on_event
+        self._members = {name: _Member() for name in members}
+        self._max_ejected = math.floor(config.max_ejected_share * len(self._members))
+
+    @property
+    def members(self) -> frozenset[str]:
+        """The group's members."""
+        return frozenset(self._members)
+
+    @property
+    def max_ejected(self) -> int:
+        """How many members may be out at once."""
+        return self._max_ejected
+
+    def record(self, name: str, ok: bool) -> None:
+        """Count the outcome of one real call to `name`; errors in a row eject it."""
+        member = self._members.get(name)
+        if member is None:
+            return
+        if ok:
+            member.consecutive = 0
+            return
+        if self._still_ejected(name, member):
+            # Tried anyway in panic mode; it is out already and its time stands.
+            return
+        member.consecutive += 1
+        if member.consecutive >= self.config.consecutive_errors:
+            # When the group is at its limit the count keeps growing, so the member
+            # goes out on its next error once a slot frees.
+            self._try_eject(name, member)
+
+    def is_ejected(self, name: str) -> bool:
+        """Is `name` out now? Restores it if its time is up."""
+        member = self._members.get(name)
+        return member is not None and self._still_ejected(name, member)
+
+    def ejected(self) -> frozenset[str]:
+        """The members out now (restoring those whose time is up)."""
+        return frozenset(n for n, m in self._members.items() if self._still_ejected(n, m))
+
+    # --- transitions ---------------------------------------------------------------
+
+    def _still_ejected(self, name: str, member: _Member) -> bool:
+        if member.until is None:
+            return False
+        now = self._clock.now()
+        if now < member.until:
+            return True
+        member.until = None
+        member.restored_at = now
+        self._emit(Restored(self.group, name, now))
+        return False
+
+    def _try_eject(self, name: str, member: _Member) -> None:
+        if len(self.ejected()) >= self._max_ejected:
+            return
+        cfg = self.config
+        now = self._clock.now()
+        if member.restored_at is not None and now - member.restored_at >= cfg.max_ejection:
+            member.times_ejected = 0
+        member.times_ejected += 1
+        errors, member.consecutive = member.consecutive, 0
+        member.until = now + min(cfg.base_ejection * member.times_ejected, cfg.max_ejection)
+        self._emit(Ejected(self.group, name, now, member.until, f"{errors} consecutive errors"))
+
+    def _emit(self, event: Ejected | Restored) -> None:
+        if self._on_event is None:
+            return
+        try:
+            self._on_event(event)
+        except Exception:
+            _log.exception("outlier %s: on_event hook failed on %s", self.group, event)
