@@ -1,2 +1,65 @@
-def main() -> None:
-    raise SystemExit("not yet")
+"""`bastion demo | check-config FILE | bench`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+
+
+def _check_config(path: str) -> int:
+    from bastion.config import ConfigError
+    from bastion.routing.configure import load_router_config
+
+    try:
+        parts = load_router_config(path)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"{path}: ok — {len(parts.endpoints)} endpoint(s), {len(parts.groups)} model group(s)")
+    return 0
+
+
+def _bench(calls: int) -> int:
+    import importlib.util
+    import runpy
+
+    # The benchmarks live in the source tree's bench/, not in the installed package.
+    if importlib.util.find_spec("bench.router_overhead") is None:
+        print("error: run `bastion bench` from a source checkout (bench/ not found)")
+        return 1
+    sys.argv = ["bench.router_overhead", "--calls", str(calls)]
+    runpy.run_module("bench.router_overhead", run_name="__main__")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="bastion", description="Keeps AI applications answering when model providers fail."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    demo = commands.add_parser("demo", help="offline demo: failover over a simulated fleet")
+    demo.add_argument("--duration", type=float, default=24.0, help="seconds of traffic")
+    demo.add_argument("--rate", type=float, default=40.0, help="requests per second")
+    demo.add_argument("--plain", action="store_true", help="no live view, just the summary")
+    check = commands.add_parser("check-config", help="validate a config file")
+    check.add_argument("file")
+    bench = commands.add_parser("bench", help="in-process benchmark of the Router's overhead")
+    bench.add_argument("--calls", type=int, default=2000)
+    args = parser.parse_args(argv)
+
+    if args.command == "check-config":
+        return _check_config(args.file)
+    if args.command == "demo":
+        from bastion.demo.run import run_demo
+
+        return asyncio.run(run_demo(duration=args.duration, rate=args.rate, live=not args.plain))
+    if args.command == "bench":
+        return _bench(args.calls)
+    parser.error(f"unknown command {args.command}")
+    return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

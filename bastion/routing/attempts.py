@@ -73,12 +73,15 @@ class RequestRun:
             return window is not None
         return True
 
-    def admit(self, rt: EndpointRuntime) -> bool:
+    def admit(self, rt: EndpointRuntime, *, retry: bool = False) -> bool:
         """Reserve a call on `rt`: its breaker must let it through (unless the plan is in
-        panic mode) and it must have room. Counted in the endpoint's retry budget once."""
-        if rt.full:
-            return False
-        if not self.plan.panic and not rt.breaker.try_acquire():
+        panic mode) and it must have room. Counted in the endpoint's retry budget once.
+        A retry refused here (the breaker just opened) is a failover."""
+        if rt.full or (not self.plan.panic and not rt.breaker.try_acquire()):
+            if retry and self.core.bus.active:
+                kind = self.attempts[-1].kind if self.attempts else None
+                reason = "endpoint full" if rt.full else "breaker open"
+                self.core.bus.emit(FailedOver(self.request_id, rt.id, kind or "", reason))
             return False
         if rt.id not in self._budget_counted:
             self._budget_counted.add(rt.id)
@@ -188,16 +191,15 @@ class RequestRun:
                 bus.emit(FailedOver(self.request_id, rt.id, kind.value, decision.reason))
         return Outcome(classification, decision)
 
-    def error(self, message: str | None = None) -> FailoverError | NoTargetAvailable:
+    def error(self) -> FailoverError | NoTargetAvailable:
+        """The error for the caller, listing every attempt made."""
         if not self.errors:
             return NoTargetAvailable(self.plan.name, self.plan.excluded)
         kind = self.final_kind or ErrorKind.UNKNOWN
-        text = message or (
-            f"{self.plan.name!r}: request returned after {len(self.attempts)} attempt(s): "
-            f"{kind.value}"
-            if kind not in BREAKER_FAULTS or len(self.errors) == 1
-            else f"{self.plan.name!r}: all {len(self.attempts)} attempt(s) failed"
-        )
+        count = len(self.attempts)
+        text = f"{self.plan.name!r}: {count} attempt(s) failed, the last with {kind.value}"
+        if self.remaining() <= 0:
+            text += f"; the deadline of {self.deadline_at - self.started:g}s was reached"
         return FailoverError(text, self.errors, self.attempts, kind)
 
     def finish(self, endpoint: str | None, ok: bool) -> None:

@@ -140,7 +140,7 @@ class Router:
             if not run.eligible(candidate):
                 continue
             retries = 0
-            while run.remaining() > 0 and run.admit(rt):
+            while run.remaining() > 0 and run.admit(rt, retry=retries > 0):
                 started = self._core.clock.now()
                 hedge = run.plan.group.hedge if retries == 0 else None
                 if hedge is not None:

@@ -143,7 +143,7 @@ class RouterStream:
             if not run.eligible(candidate):
                 continue
             retries = 0
-            while run.remaining() > 0 and run.admit(candidate.runtime):
+            while run.remaining() > 0 and run.admit(candidate.runtime, retry=retries > 0):
                 rt = candidate.runtime
                 mode: Mode | None = None
                 request = self._request
