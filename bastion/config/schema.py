@@ -50,7 +50,7 @@ class HealthConfig(_Frozen):
     interval: PositiveDuration = 5.0
     timeout: PositiveDuration = 2.0
     mode: Literal["http", "completion", "off"] = "http"
-    path: str = "/models"
+    path: str | None = None
     healthy_after: int = Field(default=2, ge=1)
     unhealthy_after: int = Field(default=2, ge=1)
 

@@ -35,13 +35,13 @@ class Timeouts:
 
 @dataclass(frozen=True, slots=True)
 class HealthCheck:
-    """Active probing. `mode` "http" GETs `path` (no tokens spent); "completion"
-    asks for one token."""
+    """Active probing. `mode` "http" GETs `path` under the base URL (no tokens
+    spent); "completion" asks for one token; "off" disables probing."""
 
     interval: float = 5.0
     timeout: float = 2.0
     mode: Literal["http", "completion", "off"] = "http"
-    path: str = "/models"
+    path: str | None = None  # None: the provider's own (OpenAI "/models", Anthropic "/v1/models")
     healthy_after: int = 2
     unhealthy_after: int = 2
 
@@ -85,7 +85,7 @@ class ChatModel(Protocol):
 class HealthProbe(Protocol):
     """Optional: a provider that can tell whether it is up without spending tokens."""
 
-    async def probe(self, mode: str, path: str, timeout: float) -> None: ...
+    async def probe(self, mode: str, path: str | None, timeout: float) -> None: ...  # noqa: ASYNC109
 
 
 @runtime_checkable

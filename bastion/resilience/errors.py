@@ -223,6 +223,8 @@ def kind_of_message(message: str) -> ErrorKind:
         return ErrorKind.CONTEXT_LENGTH
     if _CONTENT_FILTER.search(message):
         return ErrorKind.CONTENT_FILTER
+    if _QUOTA.search(message):
+        return ErrorKind.QUOTA_EXCEEDED
     if _OVERLOADED.search(message) or "unavailable" in message.lower():
         return ErrorKind.UNAVAILABLE
     if "rate limit" in message.lower():

@@ -169,7 +169,7 @@ class RouterCore:
             async def probe(
                 model: HealthProbe = model,
                 mode: str = check.mode,
-                path: str = check.path,
+                path: str | None = check.path,
                 limit: float = check.timeout,
             ) -> None:
                 await model.probe(mode, path, limit)

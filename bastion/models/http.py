@@ -1,0 +1,349 @@
+"""HTTP plumbing shared by the provider adapters.
+
+Each model holds one `HttpClient`. It owns the aiohttp session or borrows one that
+is injected (the seam tests and embedding applications use), sends requests with the
+endpoint's connect and response-header bounds, turns a non-2xx answer into an
+`UpstreamError`, and translates aiohttp/asyncio exceptions into the error tree
+through one table, `_TRANSLATIONS`.
+
+What is bounded here and what is not: connecting (`Timeouts.connect`) and waiting for
+the response headers (`Timeouts.headers_for(stream)`). The first token, the gaps
+between chunks and the whole attempt are bounded by the router around the model's
+iterator, so no socket read timeout is set here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any, NamedTuple
+
+import aiohttp
+import orjson
+
+from bastion.models.base import Endpoint
+from bastion.models.sse import SseError
+from bastion.resilience.errors import (
+    ErrorKind,
+    StreamBroken,
+    UpstreamError,
+    UpstreamTimeout,
+    kind_of_message,
+    kind_of_response,
+    lower_headers,
+    parse_retry_after,
+)
+
+# A connection pool with no bound is an outage amplifier; 100 is aiohttp's own default.
+DEFAULT_POOL_LIMIT = 100
+# Idle connections are kept this long: long enough to ride over gaps between requests,
+# short enough to drop before typical load balancers (60 s) cut them under our feet.
+KEEPALIVE_SECONDS = 30.0
+# Provider error bodies are small JSON; reading more only delays the failover.
+ERROR_BODY_LIMIT = 64 * 1024
+# A complete() answer above this is not a chat answer: refuse rather than buffer it.
+BODY_LIMIT = 64 * 1024 * 1024
+
+_TRANSPORT_ERRORS = (aiohttp.ClientError, OSError, SseError)
+
+
+class _Translation(NamedTuple):
+    exc_type: type[BaseException]
+    kind: ErrorKind
+    what: str
+    phase: str | None = None  # a timeout phase: the error becomes UpstreamTimeout
+
+
+# Foreign exceptions → our error tree. Most specific first: the first row the exception
+# is an instance of wins (aiohttp's classes inherit from one another and from OSError,
+# TimeoutError and ConnectionError, so the order is the meaning).
+_TRANSLATIONS: tuple[_Translation, ...] = (
+    _Translation(SseError, ErrorKind.PROTOCOL, "malformed event stream"),
+    _Translation(aiohttp.ConnectionTimeoutError, ErrorKind.TIMEOUT, "connect", "connect"),
+    _Translation(aiohttp.ClientConnectorDNSError, ErrorKind.CONNECTION, "DNS lookup failed"),
+    _Translation(
+        aiohttp.ClientConnectorCertificateError, ErrorKind.CONNECTION, "TLS certificate rejected"
+    ),
+    _Translation(aiohttp.ClientSSLError, ErrorKind.CONNECTION, "TLS handshake failed"),
+    _Translation(aiohttp.ClientConnectorError, ErrorKind.CONNECTION, "cannot connect"),
+    _Translation(aiohttp.ServerDisconnectedError, ErrorKind.CONNECTION, "server disconnected"),
+    _Translation(aiohttp.ClientPayloadError, ErrorKind.CONNECTION, "response body cut short"),
+    _Translation(aiohttp.ServerTimeoutError, ErrorKind.TIMEOUT, "socket timed out"),
+    _Translation(aiohttp.ClientConnectionResetError, ErrorKind.CONNECTION, "connection reset"),
+    _Translation(aiohttp.ClientConnectionError, ErrorKind.CONNECTION, "connection failed"),
+    # A base_url aiohttp cannot use is the endpoint's fault: fail over, like a refusal.
+    _Translation(aiohttp.InvalidURL, ErrorKind.CONNECTION, "invalid URL"),
+    _Translation(aiohttp.ClientResponseError, ErrorKind.PROTOCOL, "malformed HTTP response"),
+    _Translation(ConnectionError, ErrorKind.CONNECTION, "connection failed"),
+    _Translation(TimeoutError, ErrorKind.TIMEOUT, "timed out"),
+    _Translation(OSError, ErrorKind.CONNECTION, "network error"),
+    _Translation(aiohttp.ClientError, ErrorKind.UNKNOWN, "HTTP client error"),
+)
+
+
+def _json_default(value: object) -> object:
+    # Request fields are typed as Mapping (often MappingProxyType) so that frozen
+    # requests stay immutable; orjson only encodes real dicts natively.
+    if isinstance(value, Mapping):
+        return dict(value)
+    raise TypeError(f"cannot encode {type(value).__name__} as JSON")
+
+
+def encode_json(value: object) -> bytes:
+    """A request body as JSON bytes (orjson; read-only mappings encoded as objects)."""
+    return orjson.dumps(value, default=_json_default)
+
+
+def error_message(data: object) -> str | None:
+    """The human message of a provider's parsed error JSON, if it is one.
+
+    Understands `{"error": {"message": ...}}` (OpenAI, Anthropic), `{"error": "..."}`
+    and the flat `{"message": ...}` / `{"detail": ...}` of some compatible servers.
+    """
+    if not isinstance(data, dict):
+        return None
+    error = data.get("error")
+    if isinstance(error, dict):
+        error = error.get("message")
+    if isinstance(error, str) and error:
+        return error
+    for key in ("message", "detail"):
+        value = data.get(key)
+        if isinstance(value, str) and value:
+            return value
+    return None
+
+
+def _body_message(body: bytes) -> str | None:
+    try:
+        return error_message(orjson.loads(body))
+    except orjson.JSONDecodeError:
+        return None
+
+
+async def read_bounded(content: aiohttp.StreamReader, limit: int) -> tuple[bytes, bool]:
+    """Read a body up to `limit` bytes; the flag says whether more was left unread."""
+    parts: list[bytes] = []
+    size = 0
+    while size <= limit:
+        chunk = await content.read(limit + 1 - size)
+        if not chunk:
+            return b"".join(parts), False
+        parts.append(chunk)
+        size += len(chunk)
+    return b"".join(parts)[:limit], True
+
+
+def finish_response(resp: aiohttp.ClientResponse) -> None:
+    """Give the connection back to the pool if the body was read to its end; close it
+    otherwise, which also aborts the upstream request (a half-read stream must never be
+    released: the next request on that connection would read its leftovers)."""
+    if resp.content.is_eof():
+        resp.release()
+    else:
+        resp.close()
+
+
+class HttpClient:
+    """Sends one endpoint's requests and speaks for its transport failures.
+
+    With `session` given, that session is used and never closed here; otherwise one is
+    created on first use (sized by `endpoint.max_concurrency`) and closed by `aclose()`.
+    """
+
+    def __init__(self, endpoint: Endpoint, session: aiohttp.ClientSession | None = None) -> None:
+        self._endpoint = endpoint
+        self._session = session
+        self._owns_session = session is None
+        self._closed = False
+        # total=None: the router bounds whole attempts; a per-request timeout also
+        # overrides an injected session's default (aiohttp's is a 5-minute total).
+        self._timeout = aiohttp.ClientTimeout(total=None, sock_connect=endpoint.timeouts.connect)
+
+    def _session_for_use(self) -> aiohttp.ClientSession:
+        if self._closed:
+            raise RuntimeError(f"model for endpoint {self._endpoint.id!r} is closed")
+        if self._session is None:
+            connector = aiohttp.TCPConnector(
+                limit=self._endpoint.max_concurrency or DEFAULT_POOL_LIMIT,
+                keepalive_timeout=KEEPALIVE_SECONDS,
+            )
+            self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout)
+        return self._session
+
+    async def aclose(self) -> None:
+        """Close the session if this client created it. Idempotent."""
+        self._closed = True
+        session, self._session = self._session, None
+        if self._owns_session and session is not None:
+            await session.close()
+
+    async def send(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: Mapping[str, str],
+        body: bytes | None = None,
+        wait: float,
+        phase: str = "headers",
+    ) -> aiohttp.ClientResponse:
+        """Send a request and return its 2xx response, headers read, body unread.
+
+        `wait` bounds the time until the response headers (→ `UpstreamTimeout(phase)`).
+        A non-2xx answer raises `UpstreamError` built from its status, headers and a
+        bounded excerpt of its body; transport failures are translated.
+        """
+        session = self._session_for_use()
+        try:
+            async with asyncio.timeout(wait) as bound:
+                resp = await session.request(
+                    method,
+                    url,
+                    data=body,
+                    headers=headers,
+                    timeout=self._timeout,
+                    # A redirected POST silently becomes a GET without its body.
+                    allow_redirects=False,
+                )
+        except TimeoutError as exc:
+            # aiohttp's own connect timeout is a TimeoutError too; only an expired
+            # `bound` means the headers were late.
+            if bound.expired():
+                raise UpstreamTimeout(phase, wait, endpoint=self._endpoint.id) from exc
+            raise self.translate(exc) from exc
+        except _TRANSPORT_ERRORS as exc:
+            raise self.translate(exc) from exc
+        if not 200 <= resp.status < 300:
+            raise await self._status_error(resp, wait)
+        return resp
+
+    async def _status_error(self, resp: aiohttp.ClientResponse, wait: float) -> UpstreamError:
+        body = b""
+        try:
+            # The body is part of the answer; if it does not come, the status still speaks.
+            async with asyncio.timeout(wait):
+                body, _ = await read_bounded(resp.content, ERROR_BODY_LIMIT)
+        except (TimeoutError, *_TRANSPORT_ERRORS):
+            pass
+        finally:
+            finish_response(resp)
+        text = self.redact(body.decode("utf-8", "replace"))
+        headers = lower_headers(resp.headers)
+        message = _body_message(body)
+        message = self.redact(message) if message else f"HTTP {resp.status} {resp.reason or ''}"
+        return UpstreamError(
+            kind_of_response(resp.status, text),
+            message.strip(),
+            status=resp.status,
+            headers=headers,
+            body=text,
+            retry_after=parse_retry_after(headers, now=time.time()),
+            endpoint=self._endpoint.id,
+        )
+
+    async def read_json(self, resp: aiohttp.ClientResponse) -> Any:
+        """Read and parse a 2xx JSON body, then give the connection back."""
+        try:
+            raw, too_big = await read_bounded(resp.content, BODY_LIMIT)
+        except _TRANSPORT_ERRORS as exc:
+            raise self.translate(exc) from exc
+        finally:
+            finish_response(resp)
+        if too_big:
+            raise self.error(ErrorKind.PROTOCOL, f"answer larger than {BODY_LIMIT} bytes")
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            excerpt = raw[:500].decode("utf-8", "replace")
+            raise UpstreamError(
+                ErrorKind.PROTOCOL,
+                f"HTTP {resp.status} answer is not JSON",
+                status=resp.status,
+                body=self.redact(excerpt),
+                endpoint=self._endpoint.id,
+            ) from exc
+
+    async def json_instead_of_stream(self, resp: aiohttp.ClientResponse) -> UpstreamError | None:
+        """The error for a 2xx JSON answer to a stream request, or None for a real stream.
+
+        Some servers and proxies answer an in-band `{"error": ...}` with status 200 and
+        no stream at all; others ignore `stream` and send the whole answer as JSON.
+        """
+        if resp.content_type != "application/json":
+            return None
+        data = await self.read_json(resp)
+        message = error_message(data)
+        if message is not None:
+            return self.error(kind_of_message(message), self.redact(message), broken=True)
+        return self.error(ErrorKind.PROTOCOL, "a JSON answer to a stream request", broken=True)
+
+    @contextmanager
+    def reading_stream(self, resp: aiohttp.ClientResponse) -> Iterator[None]:
+        """Around the reading of a streamed body: transport failures become
+        `StreamBroken`, and the response is released or closed however the reading
+        ends (finished, failed, closed early by the consumer, or cancelled)."""
+        try:
+            yield
+        except _TRANSPORT_ERRORS as exc:
+            raise self.translate(exc, broken=True) from exc
+        finally:
+            finish_response(resp)
+
+    def translate(self, exc: BaseException, *, broken: bool = False) -> UpstreamError:
+        """Our error for a transport exception, from the first matching table row.
+
+        `broken` says a 200 stream was under way: the error is then a `StreamBroken`.
+        """
+        row = next((r for r in _TRANSLATIONS if isinstance(exc, r.exc_type)), None)
+        if row is None:
+            row = _Translation(BaseException, ErrorKind.UNKNOWN, "unexpected failure")
+        if row.phase is not None and not broken:
+            return UpstreamTimeout(
+                row.phase, self._endpoint.timeouts.connect, endpoint=self._endpoint.id
+            )
+        detail = self.redact(str(exc))
+        return self.error(row.kind, f"{row.what}: {detail}" if detail else row.what, broken=broken)
+
+    def error(self, kind: ErrorKind, message: str, *, broken: bool = False) -> UpstreamError:
+        """An `UpstreamError` (or `StreamBroken`) attributed to this endpoint."""
+        cls = StreamBroken if broken else UpstreamError
+        return cls(kind, message, endpoint=self._endpoint.id)
+
+    def redact(self, text: str) -> str:
+        """`text` without the API key, should an upstream echo it back."""
+        key = self._endpoint.api_key
+        return text.replace(key, "***") if key and key in text else text
+
+    async def probe(
+        self,
+        mode: str,
+        url: str,
+        headers: Mapping[str, str],
+        within: float,
+        complete_one_token: Callable[[], Awaitable[object]],
+    ) -> None:
+        """A health probe: "http" GETs `url` (2xx is healthy), "completion" awaits
+        `complete_one_token`, "off" does nothing. Either way bounded by `within` seconds."""
+        if mode == "off":
+            return
+        if mode not in ("http", "completion"):
+            raise ValueError(f"unknown probe mode {mode!r}")
+        try:
+            async with asyncio.timeout(within) as bound:
+                if mode == "completion":
+                    await complete_one_token()
+                    return
+                resp = await self.send("GET", url, headers=headers, wait=within, phase="total")
+                try:
+                    await read_bounded(resp.content, ERROR_BODY_LIMIT)
+                except _TRANSPORT_ERRORS as exc:
+                    raise self.translate(exc) from exc
+                finally:
+                    finish_response(resp)
+        except TimeoutError as exc:
+            if not bound.expired():
+                raise self.translate(exc) from exc
+            raise UpstreamTimeout("total", within, endpoint=self._endpoint.id) from exc
