@@ -218,8 +218,7 @@ class RouterStream:
                         returned = True
                     break
                 rest = segment.trimmer.flush() if segment.trimmer else ""
-                if rest or self.endpoint is None or segment.tools:
-                    self._commit(run, rt, segment, len(sent))
+                self._commit(run, rt, segment, len(sent))
                 if rest:
                     sent += rest
                     yield TextDelta(rest)
