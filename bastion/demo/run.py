@@ -91,8 +91,7 @@ async def run_demo(*, duration: float = 24.0, rate: float = 40.0, live: bool = T
     """Run the demo; returns a process exit code (0 when every request was answered)."""
     console = Console()
     upstreams = [
-        FakeUpstream(name, text=ANSWER, chunk_chars=12, chunk_delay=0.004)
-        for name, _ in ENDPOINTS
+        FakeUpstream(name, text=ANSWER, chunk_chars=12, chunk_delay=0.004) for name, _ in ENDPOINTS
     ]
     async with Fleet(upstreams) as fleet:
         stats = DemoStats()
