@@ -24,6 +24,7 @@ from typing import Any, Self
 
 import aiohttp
 
+from bastion.models import build_model
 from bastion.models.base import ChatModel, Closeable, Endpoint
 from bastion.observability.events import DegradedAnswer, EndpointIsolated, EventBus, EventHook
 from bastion.resilience.clock import Clock, SystemClock
@@ -59,8 +60,6 @@ class Router:
         rng: random.Random | None = None,
         hooks: Iterable[EventHook] = (),
     ) -> None:
-        from bastion.models import build_model
-
         pairs: list[tuple[Endpoint, ChatModel]] = []
         # Models the router built are the router's to close; models handed in are not.
         self._owned: list[ChatModel] = []
