@@ -17,7 +17,7 @@ from bastion.resilience.health import HealthChecker
 from bastion.resilience.outlier import OutlierDetector
 from bastion.resilience.retry import RetryPolicy
 from bastion.routing.endpoints import EndpointRuntime
-from bastion.routing.groups import ModelGroup, Target
+from bastion.routing.groups import ModelGroup, RetryOverrides, Target
 from bastion.routing.options import RouterOptions
 from bastion.routing.plan import Plan, expand, make_plan
 from bastion.routing.spec import ModelSpec, resolve
@@ -88,8 +88,7 @@ class RouterCore:
                 name, members, options.outlier, clock=clock, on_event=bus.emit
             )
         self._member_of: dict[str, tuple[OutlierDetector, ...]] = {
-            ep: tuple(d for n, d in self.detectors.items() if n == ALL_ENDPOINTS or ep in _m(d))
-            for ep in self.runtimes
+            ep: tuple(d for d in self.detectors.values() if ep in d.members) for ep in self.runtimes
         }
         self.health = HealthChecker(clock=clock, on_change=bus.emit)
         self._policies: dict[tuple[str, str, int | None], RetryPolicy] = {}
@@ -126,14 +125,12 @@ class RouterCore:
         cached = self._policies.get(key)
         if cached is not None:
             return cached
-        policy = self.options.retry
-        if plan.group.retry:
-            policy = policy.override(plan.group.retry)
+        policy = _layer(self.options.retry, plan.group.retry)
         if plan.group.failover_on_content_filter:
             policy = policy.override({ErrorKind.CONTENT_FILTER: {"failover": True}})
         endpoint_policy = self.options.endpoints.get(target.endpoint)
-        if endpoint_policy is not None and endpoint_policy.retry:
-            policy = policy.override(endpoint_policy.retry)
+        if endpoint_policy is not None:
+            policy = _layer(policy, endpoint_policy.retry)
         if target.retries is not None:
             policy = policy.override({k: {"retries": target.retries} for k in RETRYABLE_KINDS})
         self._policies[key] = policy
@@ -184,5 +181,8 @@ class RouterCore:
             )
 
 
-def _m(detector: OutlierDetector) -> frozenset[str]:
-    return detector.members
+def _layer(policy: RetryPolicy, layer: RetryPolicy | RetryOverrides) -> RetryPolicy:
+    """A whole policy (perhaps with a callable) replaces; overrides refine."""
+    if isinstance(layer, RetryPolicy):
+        return layer
+    return policy.override(layer) if layer else policy

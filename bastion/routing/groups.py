@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from bastion.resilience.errors import ErrorKind, Rule
-from bastion.resilience.retry import KindPolicy
+from bastion.resilience.retry import KindPolicy, RetryPolicy
 from bastion.types import ChatRequest, ChatResponse, RuntimeContext
 
 Strategy = Literal["priority", "weighted", "least-latency"]
@@ -61,14 +61,15 @@ class ModelGroup:
 
     `targets` are one model's deployments, ordered by `strategy`; `fallbacks` name
     other groups or endpoints tried after them, in order (another model). When
-    everything failed, `degraded` answers if set.
+    everything failed, `degraded` answers if set. `retry` refines the router's policy
+    per kind, or replaces it with a whole `RetryPolicy` (e.g. one with a callable).
     """
 
     targets: tuple[Target, ...]
     strategy: Strategy = "priority"
     fallbacks: tuple[str, ...] = ()
     degraded: Degraded | None = None
-    retry: RetryOverrides = field(default_factory=dict)
+    retry: RetryOverrides | RetryPolicy = field(default_factory=dict)
     rules: tuple[Rule, ...] = ()
     failover_on_content_filter: bool = False
     hedge: Hedge | None = None

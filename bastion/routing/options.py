@@ -26,7 +26,7 @@ class BudgetConfig:
 class EndpointPolicy:
     """Overrides for one endpoint, on top of its group's and the router's."""
 
-    retry: RetryOverrides = field(default_factory=dict)
+    retry: RetryOverrides | RetryPolicy = field(default_factory=dict)
     rules: tuple[Rule, ...] = ()
     breaker: BreakerConfig | None = None
 

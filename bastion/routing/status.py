@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bastion.resilience.breaker import BreakerState
-from bastion.routing.core import ALL_ENDPOINTS, RouterCore
+from bastion.routing.core import RouterCore
 from bastion.routing.endpoints import EndpointRuntime
 
 
@@ -36,11 +36,7 @@ class EndpointStatus:
 
 
 def endpoint_status(core: RouterCore, rt: EndpointRuntime) -> EndpointStatus:
-    ejected = any(
-        d.is_ejected(rt.id)
-        for name, d in core.detectors.items()
-        if name == ALL_ENDPOINTS or rt.id in d.members
-    )
+    ejected = any(d.is_ejected(rt.id) for d in core.detectors.values() if rt.id in d.members)
     return EndpointStatus(
         id=rt.id,
         model=rt.endpoint.model,

@@ -345,3 +345,17 @@ async def test_flapping_primary_is_taken_out_and_taken_back_after_it_heals(fleet
     status = {s.id: s for s in router.status()}["primary"]
     assert status.in_service and status.breaker.value == "closed"
     assert fleet["primary"].probes > 0
+
+
+async def test_hedge_beats_a_slow_first_token_and_the_loser_is_disconnected(fleet, make_router):
+    fleet["primary"].set_default(Fault.slow_first_token(2.0))
+    router = make_router(group={"hedge": {"initial": "100ms", "min_delay": "50ms"}})
+    started = time.monotonic()
+    stream = router.stream(QUESTION)
+    text, _ = await read_stream(stream)
+    assert text == DEFAULT_TEXT and stream.endpoint == "secondary"
+    assert time.monotonic() - started < 1.0
+    await asyncio.sleep(0.1)  # let the primary notice its client left
+    loser = fleet["primary"].attempts[0]
+    assert loser.outcome == "client_disconnected" and loser.ended_at - loser.started_at < 1.0
+    assert all(s.in_flight == 0 for s in router.status())

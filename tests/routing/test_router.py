@@ -5,16 +5,21 @@ from __future__ import annotations
 import random
 
 import pytest
+import structlog
 
 from bastion import (
+    Action,
+    Decision,
     Degraded,
     Endpoint,
     ErrorKind,
+    EventLogger,
     Fail,
     FailoverError,
     ModelGroup,
     NoTargetAvailable,
     Reply,
+    RetryPolicy,
     Router,
     RouterOptions,
     RuntimeContext,
@@ -30,6 +35,7 @@ from bastion.observability.events import (
 from bastion.resilience.breaker import BreakerConfig, BreakerState, BreakerTransition
 from bastion.resilience.clock import FakeClock
 from bastion.resilience.outlier import OutlierConfig
+from bastion.resilience.retry import FailureInfo
 from bastion.routing.options import BudgetConfig
 
 
@@ -437,3 +443,33 @@ async def test_fallback_entry_retries_must_be_non_negative():
     router = build({"primary": ScriptedModel(["ok"])})
     with pytest.raises(TypeError, match="retries"):
         await router.complete(chat("x"), model=[{"model": "primary", "retries": -1}])
+
+
+async def test_group_may_bring_a_whole_policy_with_a_callable():
+    def never_retry_unavailable(failure: FailureInfo) -> Decision | None:
+        if failure.classification.kind is ErrorKind.UNAVAILABLE:
+            return Decision(Action.RETURN, reason="this group never waits for a 503")
+        return None
+
+    primary = ScriptedModel(default=Fail("unavailable", status=503))
+    group = ModelGroup.of("primary", "backup", retry=RetryPolicy(custom=never_retry_unavailable))
+    router = build({"primary": primary, "backup": ScriptedModel(default="b")}, {"chat": group})
+    with pytest.raises(FailoverError) as caught:
+        await router.complete(chat("x"))
+    assert caught.value.kind is ErrorKind.UNAVAILABLE and len(primary.requests) == 1
+
+
+async def test_event_logger_writes_one_structured_line_per_event():
+    router = build(
+        {
+            "primary": ScriptedModel([Fail("connection", message="refused")]),
+            "backup": ScriptedModel(["b"]),
+        }
+    )
+    router.events.subscribe(EventLogger())
+    with structlog.testing.capture_logs() as logs:
+        await router.complete(chat("x"))
+    failed_over = next(line for line in logs if line["event"] == "failed_over")
+    assert failed_over["endpoint"] == "primary" and failed_over["kind"] == "connection"
+    assert failed_over["log_level"] == "info"
+    assert any(line["event"] == "request_finished" for line in logs)
