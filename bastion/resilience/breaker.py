@@ -121,7 +121,7 @@ class CircuitBreaker:
         self.name = name
         self.config = config
         self._clock = clock if clock is not None else SystemClock()
-        self._on_transition = on_transition
+        self.on_transition = on_transition
         self._state = BreakerState.CLOSED
         self._consecutive = 0
         self._calls = SlidingCounter(config.window, self._clock)
@@ -263,10 +263,10 @@ class CircuitBreaker:
 
     def _move(self, new: BreakerState, reason: str, *, open_for: float | None = None) -> None:
         old, self._state = self._state, new
-        if self._on_transition is None:
+        if self.on_transition is None:
             return
         event = BreakerTransition(self.name, old, new, self._clock.now(), reason, open_for)
         try:
-            self._on_transition(event)
+            self.on_transition(event)
         except Exception:
             _log.exception("breaker %s: on_transition hook failed on %s", self.name, event)

@@ -122,10 +122,13 @@ class HealthChecker:
         timeout: float,
         healthy_after: int = 2,
         unhealthy_after: int = 2,
+        tracker: HealthTracker | None = None,
     ) -> None:
         """Watch `name` with `probe`, which raises when the member is unhealthy.
 
-        If the checker is running, probing starts at once.
+        If the checker is running, probing starts at once. A `tracker` carried over
+        from another checker keeps its verdict (a config reload does not make a down
+        member look healthy).
         """
         if name in self._checks:
             raise ValueError(f"health check {name!r} already added")
@@ -134,9 +137,13 @@ class HealthChecker:
                 f"health check {name!r}: interval and timeout must be positive, "
                 f"got interval={interval}, timeout={timeout}"
             )
-        tracker = HealthTracker(
-            name, healthy_after=healthy_after, unhealthy_after=unhealthy_after, clock=self._clock
-        )
+        if tracker is None:
+            tracker = HealthTracker(
+                name,
+                healthy_after=healthy_after,
+                unhealthy_after=unhealthy_after,
+                clock=self._clock,
+            )
         self._checks[name] = _Check(probe, interval, timeout, tracker)
         if self._running:
             self._spawn(name)
@@ -147,6 +154,10 @@ class HealthChecker:
         task = self._tasks.pop(name, None)
         if task is not None:
             task.cancel()
+
+    def tracker(self, name: str) -> HealthTracker | None:
+        check = self._checks.get(name)
+        return None if check is None else check.tracker
 
     def is_healthy(self, name: str) -> bool:
         """The verdict on `name`; True for names not watched."""

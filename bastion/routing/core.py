@@ -49,6 +49,7 @@ class RouterCore:
         clock: Clock,
         rng: random.Random,
         bus: EventBus,
+        previous: RouterCore | None = None,
     ) -> None:
         self.options = options
         self.groups = dict(groups)
@@ -56,11 +57,24 @@ class RouterCore:
         self.rng = rng
         self.bus = bus
         self.runtimes: dict[str, EndpointRuntime] = {}
+        self._previous = previous
         for endpoint, model in endpoints:
             if endpoint.id in self.runtimes:
                 raise ValueError(f"duplicate endpoint id {endpoint.id!r}")
             override = options.endpoints.get(endpoint.id)
             breaker_config = (override.breaker if override else None) or options.breaker
+            kept = previous.runtimes.get(endpoint.id) if previous is not None else None
+            if (
+                kept is not None
+                and kept.endpoint == endpoint
+                and kept.model is model
+                and kept.breaker.config == breaker_config
+            ):
+                # Unchanged by a reload: its breaker, budget, latency and isolation
+                # carry over, so a sick endpoint stays out and a healthy one stays in.
+                kept.breaker.on_transition = bus.emit
+                self.runtimes[endpoint.id] = kept
+                continue
             self.runtimes[endpoint.id] = EndpointRuntime(
                 endpoint=endpoint,
                 model=model,
@@ -171,6 +185,11 @@ class RouterCore:
             ) -> None:
                 await model.probe(mode, path, limit)
 
+            carried = (
+                self._previous.health.tracker(rt.id)
+                if self._previous is not None and self._previous.runtimes.get(rt.id) is rt
+                else None
+            )
             self.health.add(
                 rt.id,
                 probe,
@@ -178,6 +197,7 @@ class RouterCore:
                 timeout=check.timeout,
                 healthy_after=check.healthy_after,
                 unhealthy_after=check.unhealthy_after,
+                tracker=carried,
             )
 
 

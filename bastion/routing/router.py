@@ -24,6 +24,7 @@ from typing import Any, Self
 
 import aiohttp
 
+from bastion.config import BastionConfig
 from bastion.models import build_model
 from bastion.models.base import ChatModel, Closeable, Endpoint
 from bastion.observability.events import DegradedAnswer, EndpointIsolated, EventBus, EventHook
@@ -59,6 +60,7 @@ class Router:
         clock: Clock | None = None,
         rng: random.Random | None = None,
         hooks: Iterable[EventHook] = (),
+        previous: Router | None = None,
     ) -> None:
         pairs: list[tuple[Endpoint, ChatModel]] = []
         # Models the router built are the router's to close; models handed in are not.
@@ -66,26 +68,35 @@ class Router:
         for entry in endpoints:
             if isinstance(entry, tuple):
                 pairs.append(entry)
-            else:
-                built = build_model(entry, session=session)
-                pairs.append((entry, built))
-                self._owned.append(built)
+                continue
+            model = previous._hand_over(entry) if previous is not None else None
+            if model is None:
+                model = build_model(entry, session=session)
+            pairs.append((entry, model))
+            self._owned.append(model)
         self.events = EventBus(tuple(hooks))
-        self._core = RouterCore(
+        self._core: RouterCore = RouterCore(
             pairs,
             groups or {},
             options or RouterOptions(),
             clock=clock or SystemClock(),
             rng=rng or random.Random(),
             bus=self.events,
+            previous=previous._core if previous is not None else None,
         )
         self.default_model = default_model
         self._started = False
 
     @classmethod
-    def from_config(cls, source: str | Path | Mapping[str, Any], **kwargs: Any) -> Router:
-        """Build from a YAML file path, YAML text, or an already parsed mapping
-        (the schema of DESIGN §3); keyword arguments go to the constructor."""
+    def from_config(
+        cls, source: str | Path | Mapping[str, Any] | BastionConfig, **kwargs: Any
+    ) -> Router:
+        """Build from a YAML file path, YAML text, a parsed mapping or a validated
+        config (the schema of DESIGN §3); keyword arguments go to the constructor.
+
+        With `previous=router`, endpoints that the new config leaves unchanged keep
+        their connections, breaker, health and latency state: a reload does not
+        forget that an endpoint is sick."""
         from bastion.routing.configure import load_router_config
 
         parts = load_router_config(source)
@@ -96,6 +107,15 @@ class Router:
             default_model=parts.default_model,
             **kwargs,
         )
+
+    def _hand_over(self, endpoint: Endpoint) -> ChatModel | None:
+        """Give an unchanged endpoint's model (and its open connections) to the router
+        that replaces this one; it is then that router's to close."""
+        rt = self._core.runtimes.get(endpoint.id)
+        if rt is None or rt.endpoint != endpoint or rt.model not in self._owned:
+            return None
+        self._owned.remove(rt.model)
+        return rt.model
 
     # --- lifecycle -----------------------------------------------------------------
 

@@ -473,3 +473,28 @@ async def test_event_logger_writes_one_structured_line_per_event():
     assert failed_over["endpoint"] == "primary" and failed_over["kind"] == "connection"
     assert failed_over["log_level"] == "info"
     assert any(line["event"] == "request_finished" for line in logs)
+
+
+async def test_reload_keeps_the_state_of_unchanged_endpoints_and_resets_changed_ones():
+    config = {
+        "endpoints": [
+            {"id": "a", "provider": "openai", "model": "m", "base_url": "http://127.0.0.1:9/v1"},
+            {"id": "b", "provider": "openai", "model": "m", "base_url": "http://127.0.0.1:9/v1"},
+        ],
+        "models": {"chat": {"targets": ["a", "b"]}},
+        "breaker": {"consecutive_failures": 1},
+        "health_checks": False,
+    }
+    old = Router.from_config(config)
+    for rt in old._core.runtimes.values():
+        rt.breaker.record_failure()
+    old.isolate("b")
+    changed = dict(
+        config, endpoints=[config["endpoints"][0], {**config["endpoints"][1], "model": "m2"}]
+    )
+    new = Router.from_config(changed, previous=old)
+    status = {s.id: s for s in new.status()}
+    assert status["a"].breaker is BreakerState.OPEN  # unchanged: still open
+    assert status["b"].breaker is BreakerState.CLOSED and not status["b"].isolated  # changed
+    await old.aclose()  # closing the old router leaves the handed-over models alone
+    await new.aclose()
