@@ -85,7 +85,8 @@ class Usage:
 
 @dataclass(frozen=True, slots=True)
 class AttemptRecord:
-    """What one attempt on one endpoint came to; `kind` is None for a success."""
+    """What one attempt on one endpoint came to; `kind` is None for a success.
+    `started_at` is seconds since the request began."""
 
     endpoint: str
     model: str
@@ -94,6 +95,8 @@ class AttemptRecord:
     started_at: float
     duration: float
     message: str = ""
+    retry_in: float = 0.0  # the backoff waited after this attempt before the next
+
 
     @property
     def ok(self) -> bool:

@@ -146,6 +146,15 @@ class RequestRun:
         if kind is ErrorKind.PREFILL_REJECTED:
             rt.prefill_ok = False
         now = self.core.clock.now()
+        policy = self.core.policy(self.plan, candidate.target)
+        decision = policy.decide(
+            FailureInfo(classification, retries, rt.id),
+            remaining=self.remaining(),
+            rng=self.core.rng,
+        )
+        if decision.action is Action.RETRY and not rt.budget.try_spend():
+            decision = Decision(Action.FAILOVER, 0.0, "retry budget spent")
+        retrying = decision.action is Action.RETRY
         self.attempts.append(
             AttemptRecord(
                 rt.id,
@@ -155,6 +164,7 @@ class RequestRun:
                 started - self.started,
                 now - started,
                 _short(error),
+                decision.delay if retrying else 0.0,
             )
         )
         self.errors.append(error)
@@ -172,23 +182,13 @@ class RequestRun:
                     hedge,
                 )
             )
-        policy = self.core.policy(self.plan, candidate.target)
-        decision = policy.decide(
-            FailureInfo(classification, retries, rt.id),
-            remaining=self.remaining(),
-            rng=self.core.rng,
-        )
-        if decision.action is Action.RETRY and not rt.budget.try_spend():
-            decision = Decision(Action.FAILOVER, 0.0, "retry budget spent")
-        if decision.action is Action.RETRY:
-            if bus.active:
+            if retrying:
                 bus.emit(
                     RetryScheduled(self.request_id, rt.id, kind.value, retries + 1, decision.delay)
                 )
-        else:
-            self.final_kind = kind
-            if decision.action is Action.FAILOVER and bus.active:
+            elif decision.action is Action.FAILOVER:
                 bus.emit(FailedOver(self.request_id, rt.id, kind.value, decision.reason))
+        self.final_kind = kind
         return Outcome(classification, decision)
 
     def error(self) -> FailoverError | NoTargetAvailable:

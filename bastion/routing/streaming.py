@@ -49,6 +49,7 @@ class _Segment:
     trimmer: OverlapTrimmer | None
     tools: list[ToolCallDelta]
     ttft: float | None = None
+    started: float = 0.0
 
 
 class RouterStream:
@@ -79,6 +80,9 @@ class RouterStream:
         self.attempts: tuple[AttemptRecord, ...] = ()
         self.degraded = False
         self.seams = 0
+        # When the attempt now serving began (router clock): what came before it is
+        # failed attempts and backoff, what came after is the upstream's own time.
+        self.serving_since: float | None = None
 
     def __aiter__(self) -> RouterStream:
         return self
@@ -170,6 +174,7 @@ class RouterStream:
                 event: StreamEvent | None = None
                 try:
                     event = first if first is not None else await stream.next()
+                    segment.started = started
                     segment.ttft = clock.now() - started
                     while event is not None:
                         if isinstance(event, TextDelta):
@@ -238,6 +243,7 @@ class RouterStream:
         if self.endpoint == rt.id and segment.mode is None:
             return
         previous = self.endpoint
+        self.serving_since = segment.started
         self.endpoint = rt.id
         self.model = rt.endpoint.model
         if previous is not None and segment.mode is not None:

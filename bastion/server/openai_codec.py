@@ -1,0 +1,285 @@
+"""The OpenAI chat-completions body, read and written at the gateway's edge.
+
+The read side parses what routing needs (model, messages, stream, the typed options)
+and validates it, naming the field on any error; every other field is passed through
+to the upstream untouched (`ChatRequest.extra`). It is hand-written rather than a
+pydantic model because it is the hot path: a pydantic model of the full request would
+validate (and copy) every field twice for nothing.
+
+The write side builds answers and stream chunks with orjson; chunk bytes are built
+from a per-stream prefix so each token costs one small dumps.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from bastion.server.errors import ApiError, invalid
+from bastion.types import (
+    ChatRequest,
+    ChatResponse,
+    Message,
+    StreamFinish,
+    ToolCall,
+    ToolCallDelta,
+    ToolSpec,
+    Usage,
+)
+
+ROLES = frozenset({"system", "developer", "user", "assistant", "tool"})
+# Fields read here; everything else in the body goes upstream as it came.
+_TYPED = frozenset(
+    {"model", "messages", "stream", "tools", "tool_choice", "temperature", "max_tokens"}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedChat:
+    model: str
+    stream: bool
+    include_usage: bool
+    request: ChatRequest
+
+
+def _text(value: Any, field: str) -> str | None:
+    """Message content: a string, null, or a list of parts (text parts are joined)."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, list):
+        texts: list[str] = []
+        for index, part in enumerate(value):
+            where = f"{field}[{index}]"
+            if not isinstance(part, dict):
+                raise invalid(where, "a content part must be an object")
+            kind = part.get("type")
+            if kind != "text":
+                raise invalid(f"{where}.type", f"content part type {kind!r} is not supported")
+            text = part.get("text")
+            if not isinstance(text, str):
+                raise invalid(f"{where}.text", "must be a string")
+            texts.append(text)
+        return "".join(texts)
+    raise invalid(field, "must be a string, an array of content parts, or null")
+
+
+def _tool_calls(value: Any, field: str) -> tuple[ToolCall, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise invalid(field, "must be an array")
+    calls = []
+    for index, call in enumerate(value):
+        where = f"{field}[{index}]"
+        if not isinstance(call, dict):
+            raise invalid(where, "must be an object")
+        function = call.get("function")
+        if not isinstance(function, dict):
+            raise invalid(f"{where}.function", "must be an object")
+        name, arguments, call_id = function.get("name"), function.get("arguments", ""), call.get("id")
+        if not isinstance(call_id, str):
+            raise invalid(f"{where}.id", "must be a string")
+        if not isinstance(name, str) or not name:
+            raise invalid(f"{where}.function.name", "must be a non-empty string")
+        if not isinstance(arguments, str):
+            raise invalid(f"{where}.function.arguments", "must be a JSON string")
+        calls.append(ToolCall(call_id, name, arguments))
+    return tuple(calls)
+
+
+def _message(value: Any, index: int) -> Message:
+    field = f"messages[{index}]"
+    if not isinstance(value, dict):
+        raise invalid(field, "must be an object")
+    role = value.get("role")
+    if role not in ROLES:
+        raise invalid(f"{field}.role", f"must be one of {', '.join(sorted(ROLES))}")
+    content = _text(value.get("content"), f"{field}.content")
+    name = value.get("name")
+    if name is not None and not isinstance(name, str):
+        raise invalid(f"{field}.name", "must be a string")
+    if role == "assistant":
+        calls = _tool_calls(value.get("tool_calls"), f"{field}.tool_calls")
+        return Message("assistant", content, calls, name=name)
+    if content is None:
+        raise invalid(f"{field}.content", f"is required for role {role!r}")
+    if role == "tool":
+        call_id = value.get("tool_call_id")
+        if not isinstance(call_id, str):
+            raise invalid(f"{field}.tool_call_id", "is required for role 'tool'")
+        return Message("tool", content, tool_call_id=call_id)
+    return Message("system" if role == "developer" else role, content, name=name)
+
+
+def _tools(value: Any) -> tuple[ToolSpec, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise invalid("tools", "must be an array")
+    tools = []
+    for index, tool in enumerate(value):
+        where = f"tools[{index}]"
+        if not isinstance(tool, dict) or tool.get("type", "function") != "function":
+            raise invalid(where, "must be an object of type 'function'")
+        function = tool.get("function")
+        if not isinstance(function, dict):
+            raise invalid(f"{where}.function", "must be an object")
+        name = function.get("name")
+        if not isinstance(name, str) or not name:
+            raise invalid(f"{where}.function.name", "must be a non-empty string")
+        description = function.get("description", "")
+        if not isinstance(description, str):
+            raise invalid(f"{where}.function.description", "must be a string")
+        parameters = function.get("parameters", {"type": "object"})
+        if not isinstance(parameters, dict):
+            raise invalid(f"{where}.function.parameters", "must be a JSON schema object")
+        tools.append(ToolSpec(name, description, parameters))
+    return tuple(tools)
+
+
+def _number(body: Mapping[str, Any], field: str, low: float, high: float) -> float | None:
+    value = body.get(field)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
+        raise invalid(field, f"must be a number between {low:g} and {high:g}")
+    return float(value)
+
+
+def parse_chat(raw: bytes) -> ParsedChat:
+    """Validate a /v1/chat/completions body; ApiError(400) names the first bad field."""
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise ApiError(400, f"the body is not valid JSON: {exc}", code="invalid_json") from None
+    if not isinstance(body, dict):
+        raise ApiError(400, "the body must be a JSON object", code="invalid_json")
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise invalid("model", "is required and must be a non-empty string")
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise invalid("messages", "is required and must be a non-empty array")
+    stream = body.get("stream", False)
+    if not isinstance(stream, bool):
+        raise invalid("stream", "must be true or false")
+    options = body.get("stream_options")
+    if options is not None and not isinstance(options, dict):
+        raise invalid("stream_options", "must be an object")
+    include_usage = bool(options and options.get("include_usage"))
+    tool_choice = body.get("tool_choice")
+    if tool_choice is not None and not isinstance(tool_choice, str | dict):
+        raise invalid("tool_choice", "must be a string or an object")
+    max_tokens = body.get("max_tokens")
+    if max_tokens is not None and (
+        isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1
+    ):
+        raise invalid("max_tokens", "must be a positive integer")
+    request = ChatRequest(
+        messages=tuple(_message(m, i) for i, m in enumerate(messages)),
+        tools=_tools(body.get("tools")),
+        tool_choice=tool_choice,
+        temperature=_number(body, "temperature", 0.0, 2.0),
+        max_tokens=max_tokens,
+        extra={k: v for k, v in body.items() if k not in _TYPED and k != "stream_options"},
+    )
+    return ParsedChat(model, stream, include_usage, request)
+
+
+# --- answers -----------------------------------------------------------------------
+
+
+def _usage(usage: Usage) -> dict[str, int]:
+    return {
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "total_tokens": usage.total_tokens,
+    }
+
+
+def _tool_call_json(call: ToolCall) -> dict[str, Any]:
+    return {
+        "id": call.id,
+        "type": "function",
+        "function": {"name": call.name, "arguments": call.arguments},
+    }
+
+
+def completion_body(response: ChatResponse, request_id: str) -> bytes:
+    message: dict[str, Any] = {"role": "assistant", "content": response.message.content}
+    if response.message.tool_calls:
+        message["tool_calls"] = [_tool_call_json(c) for c in response.message.tool_calls]
+    return orjson.dumps(
+        {
+            "id": f"chatcmpl-{request_id}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": response.model,
+            "choices": [{"index": 0, "message": message, "finish_reason": response.finish_reason}],
+            "usage": _usage(response.usage),
+        }
+    )
+
+
+class ChunkWriter:
+    """Server-sent `chat.completion.chunk` events for one stream."""
+
+    __slots__ = ("_head", "_model", "_started")
+
+    def __init__(self, request_id: str, model: str) -> None:
+        self._model = model
+        prefix = {
+            "id": f"chatcmpl-{request_id}",
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": model,
+        }
+        # '{"id":...,"model":"m"' — completed per chunk with ',"choices":[...]}'.
+        self._head = b"data: " + orjson.dumps(prefix)[:-1]
+        self._started = False
+
+    def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> bytes:
+        choice = {"index": 0, "delta": delta, "finish_reason": finish}
+        return self._head + b',"choices":[' + orjson.dumps(choice) + b"]}\n\n"
+
+    def text(self, text: str) -> bytes:
+        if self._started:
+            return self._chunk({"content": text})
+        self._started = True
+        return self._chunk({"role": "assistant", "content": text})
+
+    def tool_call(self, delta: ToolCallDelta) -> bytes:
+        call: dict[str, Any] = {"index": delta.index, "function": {"arguments": delta.arguments}}
+        if delta.id is not None:
+            call["id"] = delta.id
+            call["type"] = "function"
+        if delta.name is not None:
+            call["function"]["name"] = delta.name
+        role = {} if self._started else {"role": "assistant"}
+        self._started = True
+        return self._chunk({**role, "tool_calls": [call]})
+
+    def finish(self, finish: StreamFinish, include_usage: bool) -> bytes:
+        out = self._chunk({}, finish.finish_reason)
+        if include_usage:
+            usage = _usage(finish.usage or Usage())
+            out += self._head + b',"choices":[],"usage":' + orjson.dumps(usage) + b"}\n\n"
+        return out + b"data: [DONE]\n\n"
+
+    @staticmethod
+    def error(kind: str, message: str, attempts: list[dict[str, Any]]) -> bytes:
+        """An in-band error: the OpenAI SDKs raise on it instead of ending cleanly."""
+        body = {
+            "error": {
+                "message": message,
+                "type": "upstream_error",
+                "code": kind,
+                "param": None,
+                "attempts": attempts,
+            }
+        }
+        return b"data: " + orjson.dumps(body) + b"\n\n"
