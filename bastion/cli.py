@@ -1,4 +1,4 @@
-"""`bastion demo | check-config FILE | bench`."""
+"""`bastion serve | demo | check-config FILE | bench`."""
 
 from __future__ import annotations
 
@@ -43,12 +43,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo.add_argument("--duration", type=float, default=24.0, help="seconds of traffic")
     demo.add_argument("--rate", type=float, default=40.0, help="requests per second")
     demo.add_argument("--plain", action="store_true", help="no live view, just the summary")
+    serve = commands.add_parser("serve", help="run the OpenAI-compatible gateway")
+    serve.add_argument("--config", "-c", required=True, help="the YAML config file")
+    serve.add_argument("--host", default=None, help="overrides server.host")
+    serve.add_argument("--port", type=int, default=None, help="overrides server.port")
+    serve.add_argument("--workers", type=int, default=1, help="processes on one port")
     check = commands.add_parser("check-config", help="validate a config file")
     check.add_argument("file")
     bench = commands.add_parser("bench", help="in-process benchmark of the Router's overhead")
     bench.add_argument("--calls", type=int, default=2000)
     args = parser.parse_args(argv)
 
+    if args.command == "serve":
+        from bastion.server.runner import serve as run_server
+
+        return run_server(args.config, args.host, args.port, args.workers)
     if args.command == "check-config":
         return _check_config(args.file)
     if args.command == "demo":

@@ -97,7 +97,6 @@ class AttemptRecord:
     message: str = ""
     retry_in: float = 0.0  # the backoff waited after this attempt before the next
 
-
     @property
     def ok(self) -> bool:
         return self.kind is None

@@ -194,6 +194,59 @@ class GroupConfig(_Frozen):
     hedge: HedgeConfig | bool = False
 
 
+_SIZE = re.compile(r"^\s*(\d+)\s*(b|kb|kib|mb|mib)?\s*$", re.IGNORECASE)
+_SIZE_UNITS = {None: 1, "b": 1, "kb": 1000, "kib": 1024, "mb": 1000**2, "mib": 1024**2}
+
+
+def _size(value: Any) -> Any:
+    if isinstance(value, str):
+        match = _SIZE.match(value)
+        if match is None:
+            raise ValueError(f"not a size: {value!r} (use e.g. 8MiB, 512KiB, 100000)")
+        unit = match.group(2).lower() if match.group(2) else None
+        return int(match.group(1)) * _SIZE_UNITS[unit]
+    return value
+
+
+Size = Annotated[int, BeforeValidator(_size), Field(gt=0)]
+
+
+class ServerSettings(_Frozen):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    max_body: Size = 8 * 1024 * 1024
+    # Streams in flight get this long to finish on shutdown before they are cut.
+    drain_timeout: Duration = 30.0
+    log_requests: bool = False
+
+
+class KeyConfig(_Frozen):
+    """An API key. `models`/`agents` list what it may use (absent: everything);
+    `admin` opens the control plane. Limits are per minute."""
+
+    key: str = Field(min_length=8, repr=False)
+    name: str = Field(min_length=1)
+    models: tuple[str, ...] | None = None
+    agents: tuple[str, ...] | None = None
+    admin: bool = False
+    requests_per_minute: int | None = Field(default=None, ge=1)
+    tokens_per_minute: int | None = Field(default=None, ge=1)
+
+
+class AuthSettings(_Frozen):
+    keys: tuple[KeyConfig, ...] = ()
+
+    @model_validator(mode="after")
+    def _unique(self) -> AuthSettings:
+        names = [k.name for k in self.keys]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"duplicate key names: {', '.join(dupes)}")
+        if len({k.key for k in self.keys}) != len(self.keys):
+            raise ValueError("two keys have the same value")
+        return self
+
+
 class BastionConfig(_Frozen):
     endpoints: tuple[EndpointConfig, ...] = Field(min_length=1)
     models: dict[str, GroupConfig] = Field(default_factory=dict)
@@ -205,13 +258,13 @@ class BastionConfig(_Frozen):
     budget: BudgetSettings = BudgetSettings()
     deadline: PositiveDuration = 120.0
     health_checks: bool = True
+    server: ServerSettings = ServerSettings()
+    auth: AuthSettings | None = None
     # Sections that later parts of Bastion read; accepted here so one file serves all.
     state: dict[str, Any] | None = None
     memory: dict[str, Any] | None = None
-    auth: dict[str, Any] | None = None
     agents: dict[str, Any] | None = None
     mcp: dict[str, Any] | None = None
-    server: dict[str, Any] | None = None
 
     @model_validator(mode="after")
     def _references(self) -> BastionConfig:

@@ -83,6 +83,11 @@ class RouterStream:
         # When the attempt now serving began (router clock): what came before it is
         # failed attempts and backoff, what came after is the upstream's own time.
         self.serving_since: float | None = None
+        self._attempts: list[AttemptRecord] | None = None
+
+    def attempts_so_far(self) -> tuple[AttemptRecord, ...]:
+        """The attempts made until now (all of them, once the stream has ended)."""
+        return tuple(self._attempts) if self._attempts is not None else self.attempts
 
     def __aiter__(self) -> RouterStream:
         return self
@@ -136,6 +141,7 @@ class RouterStream:
     async def _run(self) -> AsyncIterator[RouterStreamEvent]:
         run = await self._begin()
         self.request_id = run.request_id
+        self._attempts = run.attempts
         clock = run.core.clock
         sent = ""
         usage = Usage()

@@ -80,7 +80,11 @@ def _tool_calls(value: Any, field: str) -> tuple[ToolCall, ...]:
         function = call.get("function")
         if not isinstance(function, dict):
             raise invalid(f"{where}.function", "must be an object")
-        name, arguments, call_id = function.get("name"), function.get("arguments", ""), call.get("id")
+        name, arguments, call_id = (
+            function.get("name"),
+            function.get("arguments", ""),
+            call.get("id"),
+        )
         if not isinstance(call_id, str):
             raise invalid(f"{where}.id", "must be a string")
         if not isinstance(name, str) or not name:

@@ -1,0 +1,80 @@
+"""The app factory: routes, middleware, lifecycle.
+
+The HTTP stack is aiohttp, server and upstream client both. Measured on this project's
+benchmark (docs/benchmarks.md): the aiohttp client costs less than half the CPU per call
+of httpx-based `openai.AsyncOpenAI` at concurrency 64, and one event loop serving both
+sides avoids a second framework on the hot path. Starlette on uvicorn is a fine server,
+but would add an ASGI translation layer per request for nothing we need.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import structlog
+from aiohttp import web
+
+from bastion.server.auth import auth_middleware
+from bastion.server.control_api import add_control_routes
+from bastion.server.errors import ApiError
+from bastion.server.gateway import Gateway
+from bastion.server.keys import GATEWAY
+from bastion.server.openai_api import add_openai_routes
+from bastion.server.openapi import add_openapi_route
+
+_log = structlog.get_logger("bastion.server")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+_HTTP_CODES = {
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "request_too_large",
+    415: "unsupported_media_type",
+}
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every error leaves in OpenAI's shape; nothing internal leaks into a body."""
+    try:
+        return await handler(request)
+    except ApiError as exc:
+        return exc.response()
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        code = _HTTP_CODES.get(exc.status, "http_error")
+        message = exc.reason
+        if exc.status == 413:
+            limit = request.app[GATEWAY].config.server.max_body
+            message = f"the body is larger than the limit of {limit} bytes"
+        return ApiError(exc.status, message, code=code).response(
+            {k: v for k, v in exc.headers.items() if k.lower() == "allow"}
+        )
+    except Exception:
+        _log.exception("unhandled error", path=request.path, method=request.method)
+        return ApiError(
+            500, "internal error", type="server_error", code="internal_error"
+        ).response()
+
+
+def create_app(gateway: Gateway) -> web.Application:
+    app = web.Application(
+        client_max_size=gateway.config.server.max_body,
+        middlewares=[error_middleware, auth_middleware],
+    )
+    app[GATEWAY] = gateway
+    add_openai_routes(app)
+    add_control_routes(app)
+    add_openapi_route(app)
+
+    async def start(_: web.Application) -> None:
+        await gateway.start()
+
+    async def stop(_: web.Application) -> None:
+        await gateway.close()
+
+    app.on_startup.append(start)
+    app.on_cleanup.append(stop)
+    return app

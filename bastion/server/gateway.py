@@ -1,0 +1,126 @@
+"""The gateway's state: the live router, its config, keys, limits, metrics, event fan-out.
+
+A reload builds a new router from the new config (unchanged endpoints keep their
+connections, breakers and health) and swaps it in one assignment. A request holds
+the router it started with until it ends, so requests in flight finish on the config
+they started with; the old router is closed once the last of them is done.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import structlog
+
+from bastion.config import BastionConfig, load_config
+from bastion.observability.events import Event, EventHook
+from bastion.observability.metrics import Metrics
+from bastion.routing import Router
+from bastion.server.auth import AuditLog, KeyRing, RateLimits
+
+_log = structlog.get_logger("bastion.server")
+
+
+class EventFanout:
+    """Hands every event to the current subscribers (metrics, SSE clients, logs). One
+    instance outlives the routers, so a reload does not lose subscribers."""
+
+    def __init__(self) -> None:
+        self._hooks: tuple[EventHook, ...] = ()
+
+    def subscribe(self, hook: EventHook) -> Callable[[], None]:
+        self._hooks = (*self._hooks, hook)
+
+        def unsubscribe() -> None:
+            self._hooks = tuple(h for h in self._hooks if h is not hook)
+
+        return unsubscribe
+
+    def __call__(self, event: Event) -> None:
+        for hook in self._hooks:
+            try:
+                hook(event)
+            except Exception:
+                _log.exception("event subscriber failed", subscriber=repr(hook))
+
+
+class Gateway:
+    """Everything a request handler needs, behind one object stored on the app."""
+
+    def __init__(self, config: BastionConfig, *, source: Path | None = None) -> None:
+        self.config = config
+        self.source = source
+        self.started_at = time.time()
+        self.fanout = EventFanout()
+        self.metrics = Metrics()
+        self.fanout.subscribe(self.metrics)
+        self.keys = KeyRing.from_settings(config.auth)
+        self.limits = RateLimits(config.auth)
+        self.audit = AuditLog()
+        self.router = Router.from_config(config, hooks=[self.fanout])
+        self._in_flight: dict[int, int] = {}
+        self._retired: dict[int, Router] = {}
+        self._reload_lock = asyncio.Lock()
+        self.ready = False
+
+    async def start(self) -> None:
+        await self.router.start()
+        self.ready = True
+
+    async def close(self) -> None:
+        self.ready = False
+        await self.router.aclose()
+        for router in list(self._retired.values()):
+            await router.aclose()
+        self._retired.clear()
+
+    @contextlib.contextmanager
+    def using_router(self) -> Iterator[Router]:
+        """The router for one request, held until the request ends."""
+        router = self.router
+        key = id(router)
+        self._in_flight[key] = self._in_flight.get(key, 0) + 1
+        try:
+            yield router
+        finally:
+            left = self._in_flight[key] - 1
+            if left:
+                self._in_flight[key] = left
+            else:
+                del self._in_flight[key]
+                retired = self._retired.pop(key, None)
+                if retired is not None:
+                    asyncio.get_running_loop().create_task(retired.aclose())
+
+    async def reload(self, config: BastionConfig) -> None:
+        """Swap in a router built from `config` (already validated)."""
+        async with self._reload_lock:
+            old = self.router
+            new = Router.from_config(config, hooks=[self.fanout], previous=old)
+            await new.start()
+            self.router = new
+            self.config = config
+            self.keys = KeyRing.from_settings(config.auth)
+            self.limits = self.limits.reconfigured(config.auth)
+            if self._in_flight.get(id(old)):
+                self._retired[id(old)] = old
+            else:
+                await old.aclose()
+        _log.info("config reloaded", endpoints=len(new.endpoints), groups=len(new.groups))
+
+    async def reload_from_source(self) -> None:
+        """Re-read the config file (SIGHUP). A bad file is logged and changes nothing."""
+        if self.source is None:
+            _log.warning("reload asked, but the config came from no file")
+            return
+        try:
+            config = load_config(self.source)
+        except ValueError as exc:
+            _log.error("config reload refused", error=str(exc))
+            return
+        await self.reload(config)
+        self.audit.record("signal", "reload", str(self.source), "ok")

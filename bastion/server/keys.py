@@ -1,0 +1,15 @@
+"""Typed keys for what the app and each request carry."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+if TYPE_CHECKING:
+    from bastion.server.gateway import Gateway
+
+GATEWAY: web.AppKey[Gateway] = web.AppKey("bastion.gateway")
+# The authenticated caller (bastion.server.auth.Principal), set by the auth middleware;
+# absent when the gateway runs without keys.
+PRINCIPAL = "bastion.principal"

@@ -1,0 +1,100 @@
+"""`bastion serve`: run the gateway, one process or N on one port.
+
+With `--workers N` each worker is its own process with its own event loop, binding the
+same port with SO_REUSEPORT so the kernel spreads connections over them (one per core
+is the point). Until shared state lands, each worker keeps its own breaker, health
+and rate-limit state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+import os
+import signal
+import sys
+from pathlib import Path
+
+import structlog
+from aiohttp import web
+
+from bastion.config import ConfigError, load_config
+from bastion.server.app import create_app
+from bastion.server.gateway import Gateway
+
+_log = structlog.get_logger("bastion.server")
+
+
+async def serve_once(
+    config_path: Path, host: str | None, port: int | None, *, reuse_port: bool = False
+) -> None:
+    """Serve until SIGINT/SIGTERM; reload the config on SIGHUP."""
+    config = load_config(config_path)
+    gateway = Gateway(config, source=config_path)
+    app = create_app(gateway)
+    settings = config.server
+    runner = web.AppRunner(
+        app,
+        # A client that goes away cancels its handler, and so its upstream attempt.
+        handler_cancellation=True,
+        shutdown_timeout=settings.drain_timeout,
+        access_log=logging.getLogger("aiohttp.access") if settings.log_requests else None,
+    )
+    await runner.setup()
+    site = web.TCPSite(
+        runner,
+        host or settings.host,
+        port if port is not None else settings.port,
+        reuse_port=reuse_port or None,
+    )
+    await site.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(gateway.reload_from_source()))
+    for address in runner.addresses:
+        print(f"bastion listening on http://{address[0]}:{address[1]}", flush=True)
+    await stop.wait()
+    # Readiness fails first, then the listener closes and streams in flight get
+    # drain_timeout to finish before they are cancelled.
+    gateway.ready = False
+    await runner.cleanup()
+
+
+def _worker(config_path: str, host: str | None, port: int | None) -> None:
+    asyncio.run(serve_once(Path(config_path), host, port, reuse_port=True))
+
+
+def serve(config_path: str, host: str | None, port: int | None, workers: int) -> int:
+    path = Path(config_path)
+    try:
+        load_config(path)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if workers <= 1:
+        asyncio.run(serve_once(path, host, port))
+        return 0
+    if (port if port is not None else load_config(path).server.port) == 0:
+        print("error: --workers needs a fixed --port (or server.port)", file=sys.stderr)
+        return 2
+    context = multiprocessing.get_context("spawn")
+    children = [
+        context.Process(target=_worker, args=(config_path, host, port), daemon=False)
+        for _ in range(workers)
+    ]
+    for child in children:
+        child.start()
+
+    def forward(sig: int, _frame: object) -> None:
+        for child in children:
+            if child.pid is not None and child.is_alive():
+                os.kill(child.pid, sig)
+
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, forward)
+    for child in children:
+        child.join()
+    return max((child.exitcode or 0) for child in children)
