@@ -1,0 +1,135 @@
+"""The gateway's reading of OpenAI request bodies: what passes, and what each error names."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from bastion.server.errors import ApiError
+from bastion.server.openai_codec import ChunkWriter, completion_body, parse_chat
+from bastion.types import ChatResponse, Message, StreamFinish, ToolCall, ToolCallDelta, Usage
+
+
+def body(**fields) -> bytes:
+    base = {"model": "chat", "messages": [{"role": "user", "content": "hi"}]}
+    base.update(fields)
+    return orjson.dumps({k: v for k, v in base.items() if v is not ...})
+
+
+def test_minimal_body_parses_and_unknown_fields_pass_through():
+    parsed = parse_chat(body(seed=7, response_format={"type": "json_object"}, user="u1"))
+    assert parsed.model == "chat" and not parsed.stream
+    assert parsed.request.messages == (Message("user", "hi"),)
+    assert parsed.request.extra == {
+        "seed": 7,
+        "response_format": {"type": "json_object"},
+        "user": "u1",
+    }
+
+
+def test_full_conversation_with_tools_parses():
+    messages = [
+        {"role": "developer", "content": "be brief"},
+        {
+            "role": "user",
+            "content": [{"type": "text", "text": "weather "}, {"type": "text", "text": "in Oslo?"}],
+        },
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {"id": "c1", "type": "function", "function": {"name": "weather", "arguments": "{}"}}
+            ],
+        },
+        {"role": "tool", "tool_call_id": "c1", "content": "cold"},
+    ]
+    tools = [
+        {"type": "function", "function": {"name": "weather", "parameters": {"type": "object"}}}
+    ]
+    parsed = parse_chat(
+        body(
+            messages=messages,
+            tools=tools,
+            tool_choice="auto",
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
+    request = parsed.request
+    assert [m.role for m in request.messages] == ["system", "user", "assistant", "tool"]
+    assert request.messages[1].content == "weather in Oslo?"
+    assert request.messages[2].tool_calls == (ToolCall("c1", "weather", "{}"),)
+    assert request.tools[0].name == "weather" and request.tool_choice == "auto"
+    assert parsed.stream and parsed.include_usage
+    assert "stream_options" not in request.extra
+
+
+@pytest.mark.parametrize(
+    ("raw", "param"),
+    [
+        (body(model=...), "model"),
+        (body(model=3), "model"),
+        (body(messages=[]), "messages"),
+        (body(messages="hi"), "messages"),
+        (body(messages=[{"role": "robot", "content": "x"}]), "messages[0].role"),
+        (body(messages=[{"role": "user"}]), "messages[0].content"),
+        (body(messages=[{"role": "user", "content": 5}]), "messages[0].content"),
+        (
+            body(messages=[{"role": "user", "content": [{"type": "image_url"}]}]),
+            "messages[0].content[0].type",
+        ),
+        (body(messages=[{"role": "tool", "content": "x"}]), "messages[0].tool_call_id"),
+        (body(stream="yes"), "stream"),
+        (body(temperature=3), "temperature"),
+        (body(temperature=True), "temperature"),
+        (body(max_tokens=0), "max_tokens"),
+        (body(tools=[{"type": "function", "function": {}}]), "tools[0].function.name"),
+        (body(tool_choice=3), "tool_choice"),
+    ],
+)
+def test_invalid_field_is_a_400_naming_it(raw, param):
+    with pytest.raises(ApiError) as caught:
+        parse_chat(raw)
+    error = caught.value
+    assert error.status == 400 and error.param == param and param in error.message
+
+
+@pytest.mark.parametrize("raw", [b"{not json", b"[1, 2]", b"", "\u00e9".encode("latin-1")])
+def test_body_that_is_not_a_json_object_is_a_400(raw):
+    with pytest.raises(ApiError) as caught:
+        parse_chat(raw)
+    assert caught.value.status == 400 and caught.value.code == "invalid_json"
+
+
+def test_completion_body_is_openai_shaped():
+    answer = ChatResponse(
+        message=Message("assistant", None, (ToolCall("c1", "f", '{"a":1}'),)),
+        finish_reason="tool_calls",
+        usage=Usage(3, 4),
+        model="gpt-x",
+    )
+    decoded = orjson.loads(completion_body(answer, "r1"))
+    assert decoded["object"] == "chat.completion" and decoded["model"] == "gpt-x"
+    choice = decoded["choices"][0]
+    assert choice["finish_reason"] == "tool_calls"
+    assert choice["message"]["tool_calls"][0]["function"] == {"name": "f", "arguments": '{"a":1}'}
+    assert decoded["usage"] == {"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7}
+
+
+def test_chunks_decode_as_openai_stream_chunks():
+    writer = ChunkWriter("r1", "gpt-x")
+    raw = (
+        writer.text("Hel")
+        + writer.text("lo")
+        + writer.tool_call(ToolCallDelta(0, "c1", "f", "{}"))
+        + writer.finish(StreamFinish("stop", Usage(1, 2)), include_usage=True)
+    )
+    events = [line[6:] for line in raw.decode().split("\n\n") if line]
+    assert events[-1] == "[DONE]"
+    chunks = [orjson.loads(e) for e in events[:-1]]
+    assert chunks[0]["choices"][0]["delta"] == {"role": "assistant", "content": "Hel"}
+    assert chunks[1]["choices"][0]["delta"] == {"content": "lo"}
+    assert chunks[2]["choices"][0]["delta"]["tool_calls"][0]["function"]["name"] == "f"
+    assert chunks[3]["choices"][0]["finish_reason"] == "stop"
+    assert chunks[4]["choices"] == [] and chunks[4]["usage"]["total_tokens"] == 3
+    assert all(c["id"] == "chatcmpl-r1" and c["model"] == "gpt-x" for c in chunks)
