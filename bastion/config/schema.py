@@ -9,7 +9,15 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 
 from bastion.resilience.errors import ErrorKind
 
@@ -221,10 +229,14 @@ class ServerSettings(_Frozen):
 
 
 class KeyConfig(_Frozen):
-    """An API key. `models`/`agents` list what it may use (absent: everything);
-    `admin` opens the control plane. Limits are per minute."""
+    """An API key for the gateway's clients. `models` (model groups or endpoint ids) and
+    `agents` list what it may use: absent means everything, empty means nothing. `admin`
+    opens the control plane. Limits are per minute and per process.
 
-    key: str = Field(min_length=8, repr=False)
+    The key is a `SecretStr`: reprs and dumps of the config (logs, a config endpoint)
+    show asterisks, never the key."""
+
+    key: SecretStr
     name: str = Field(min_length=1)
     models: tuple[str, ...] | None = None
     agents: tuple[str, ...] | None = None
@@ -232,8 +244,23 @@ class KeyConfig(_Frozen):
     requests_per_minute: int | None = Field(default=None, ge=1)
     tokens_per_minute: int | None = Field(default=None, ge=1)
 
+    @field_validator("key")
+    @classmethod
+    def _usable(cls, value: SecretStr) -> SecretStr:
+        # The messages never quote the value: it is a secret.
+        secret = value.get_secret_value()
+        if len(secret) < 8:
+            raise ValueError("a key needs at least 8 characters")
+        # Keys travel in an HTTP header, and clients (the openai SDK, curl) send only
+        # visible ASCII there; a key outside it could never be presented.
+        if not all("!" <= c <= "~" for c in secret):
+            raise ValueError("a key may contain only visible ASCII characters, no spaces")
+        return value
+
 
 class AuthSettings(_Frozen):
+    """API keys for the gateway's clients. With none, the gateway is open."""
+
     keys: tuple[KeyConfig, ...] = ()
 
     @model_validator(mode="after")
@@ -242,7 +269,7 @@ class AuthSettings(_Frozen):
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"duplicate key names: {', '.join(dupes)}")
-        if len({k.key for k in self.keys}) != len(self.keys):
+        if len({k.key.get_secret_value() for k in self.keys}) != len(self.keys):
             raise ValueError("two keys have the same value")
         return self
 
@@ -286,4 +313,15 @@ class BastionConfig(_Frozen):
                     raise ValueError(f"models.{name}.fallbacks: unknown endpoint or model {ref!r}")
         if self.default_model is not None and self.default_model not in known:
             raise ValueError(f"default_model: unknown endpoint or model {self.default_model!r}")
+        if self.auth is not None:
+            agents = set(self.agents or {})
+            for index, key in enumerate(self.auth.keys):
+                for ref in key.models or ():
+                    if ref not in known:
+                        raise ValueError(
+                            f"auth.keys[{index}].models: unknown endpoint or model {ref!r}"
+                        )
+                for ref in key.agents or ():
+                    if ref not in agents:
+                        raise ValueError(f"auth.keys[{index}].agents: unknown agent {ref!r}")
         return self

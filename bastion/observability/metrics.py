@@ -1,18 +1,386 @@
-"""Prometheus metrics as a consumer of the events. (Minimal; being completed.)"""
+"""Prometheus metrics: a consumer of the router's events plus a few request observers.
+
+    metrics = Metrics()                 # its own CollectorRegistry, never the global one
+    fanout.subscribe(metrics)           # counters and histograms from the events
+    metrics.observe_request("chat", "ok", False, 1.2, 0.0004)
+    body = metrics.render(router.status())   # text format; gauges read at scrape time
+
+Each instance owns its registry, so several gateways (and the tests) in one process
+do not collide. The per-event path is a dict lookup of the event type, a dict lookup
+of the label tuple and an `inc()`/`observe()` on a child bound once: it runs for every
+attempt of every request.
+
+Gauges that describe an endpoint's state (breaker, health, load) are not kept from
+events: a breaker moves from open to half-open lazily, without an event, and a reload
+may drop endpoints. They are read from the router's status at each scrape instead.
+"""
 
 from __future__ import annotations
 
-from bastion.observability.events import Event
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any, Generic, Protocol, TypeVar
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.metrics import MetricWrapperBase
+from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from bastion.observability.events import (
+    AttemptFinished,
+    DegradedAnswer,
+    Event,
+    FailedOver,
+    HedgeStarted,
+    HedgeWon,
+    PanicMode,
+    RetryScheduled,
+    StreamSeam,
+)
+from bastion.resilience.breaker import BreakerState, BreakerTransition
+from bastion.resilience.outlier import Ejected
+
+# Model names come from clients; a client inventing names must not grow the
+# registry without bound. Past this many distinct names, the rest share one label.
+MAX_MODEL_LABELS = 256
+OTHER_MODEL = "_other"
+# What `render()` returns, for the Content-Type header of the metrics page.
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+# Whole requests and attempts: LLM calls run from tens of milliseconds to minutes.
+_LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 15, 30, 60, 120, 300)
+_TTFT_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10, 30)
+# Bastion's own time per request is meant to be well under a millisecond.
+_OVERHEAD_BUCKETS = (
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+)  # fmt: skip
+_INTER_TOKEN_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+
+_BREAKER_VALUE = {BreakerState.CLOSED: 0.0, BreakerState.HALF_OPEN: 1.0, BreakerState.OPEN: 2.0}
+
+M = TypeVar("M", bound=MetricWrapperBase)
+
+
+class _Bound(Generic[M]):
+    """A labelled metric whose children are bound once per label tuple and cached:
+    `metric.labels()` takes a lock and validates its arguments on every call."""
+
+    __slots__ = ("_children", "_metric")
+
+    def __init__(self, metric: M) -> None:
+        self._metric = metric
+        self._children: dict[tuple[str, ...], M] = {}
+
+    def __call__(self, *labels: str) -> M:
+        child = self._children.get(labels)
+        if child is None:
+            child = self._children[labels] = self._metric.labels(*labels)
+        return child
+
+
+class EndpointGauges(Protocol):
+    """What the scrape-time gauges read of one endpoint (`routing.EndpointStatus`)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def breaker(self) -> BreakerState: ...
+    @property
+    def healthy(self) -> bool: ...
+    @property
+    def in_flight(self) -> int: ...
+    @property
+    def in_service(self) -> bool: ...
+
+
+class _EndpointCollector(Collector):
+    """Gauges built afresh from the snapshot handed to `Metrics.render`, so an endpoint
+    removed by a reload disappears from the page instead of keeping a stale value."""
+
+    def __init__(self) -> None:
+        self.snapshot: Sequence[EndpointGauges] = ()
+
+    def collect(self) -> Iterator[Metric]:
+        breaker = GaugeMetricFamily(
+            "bastion_breaker_state",
+            "Circuit breaker state per endpoint: 0 closed, 1 half-open, 2 open.",
+            labels=["endpoint"],
+        )
+        healthy = GaugeMetricFamily(
+            "bastion_endpoint_healthy",
+            "1 if the endpoint's active health checks pass (or are off).",
+            labels=["endpoint"],
+        )
+        in_flight = GaugeMetricFamily(
+            "bastion_endpoint_in_flight", "Attempts running on the endpoint.", labels=["endpoint"]
+        )
+        in_service = GaugeMetricFamily(
+            "bastion_endpoint_in_service",
+            "1 if the endpoint takes traffic: not isolated, ejected, unhealthy or open.",
+            labels=["endpoint"],
+        )
+        for status in self.snapshot:
+            labels = [status.id]
+            breaker.add_metric(labels, _BREAKER_VALUE[status.breaker])
+            healthy.add_metric(labels, 1.0 if status.healthy else 0.0)
+            in_flight.add_metric(labels, float(status.in_flight))
+            in_service.add_metric(labels, 1.0 if status.in_service else 0.0)
+        yield from (breaker, healthy, in_flight, in_service)
+
+    def describe(self) -> Iterable[Metric]:
+        # Names only, for the registry's duplicate check at registration.
+        saved, self.snapshot = self.snapshot, ()
+        try:
+            return list(self.collect())
+        finally:
+            self.snapshot = saved
 
 
 class Metrics:
+    """The gateway's Prometheus metrics. Call it with events; see the module docstring."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        reg = self.registry
+        self._requests = _Bound(
+            Counter(
+                "bastion_requests_total",
+                "Client requests by model asked for, outcome (ok, error) and streaming.",
+                ["model", "outcome", "stream"],
+                registry=reg,
+            )
+        )
+        self._attempts = _Bound(
+            Counter(
+                "bastion_attempts_total",
+                "Upstream attempts by endpoint and outcome (ok, or the error kind).",
+                ["endpoint", "outcome"],
+                registry=reg,
+            )
+        )
+        self._retries = _Bound(
+            Counter(
+                "bastion_retries_total",
+                "Retries scheduled on the same endpoint, by error kind.",
+                ["endpoint", "kind"],
+                registry=reg,
+            )
+        )
+        self._failovers = _Bound(
+            Counter(
+                "bastion_failovers_total",
+                "Requests that left an endpoint for the next target, by error kind.",
+                ["endpoint", "kind"],
+                registry=reg,
+            )
+        )
+        self._seams = _Bound(
+            Counter(
+                "bastion_stream_seams_total",
+                "Streams continued on another endpoint after tokens were sent.",
+                ["from_endpoint", "to_endpoint", "mode"],
+                registry=reg,
+            )
+        )
+        self._hedges = _Bound(
+            Counter(
+                "bastion_hedges_total",
+                "Hedged attempts started, and hedges that answered first.",
+                ["outcome"],
+                registry=reg,
+            )
+        )
+        self._ejections = _Bound(
+            Counter(
+                "bastion_ejections_total",
+                "Outlier ejections per endpoint.",
+                ["endpoint"],
+                registry=reg,
+            )
+        )
+        self._degraded = _Bound(
+            Counter(
+                "bastion_degraded_total",
+                "Degraded answers given per model group.",
+                ["group"],
+                registry=reg,
+            )
+        )
+        self._transitions = _Bound(
+            Counter(
+                "bastion_breaker_transitions_total",
+                "Circuit breaker state changes per endpoint, by the state entered.",
+                ["endpoint", "state"],
+                registry=reg,
+            )
+        )
+        self._panics = Counter(
+            "bastion_panic_total",
+            "Requests whose every target was out of service and were tried anyway.",
+            registry=reg,
+        )
+        self._events_dropped = Counter(
+            "bastion_events_dropped_total",
+            "Events dropped because an event-stream client read too slowly.",
+            registry=reg,
+        )
+        self._request_duration = _Bound(
+            Histogram(
+                "bastion_request_duration_seconds",
+                "Client request wall time, failovers and backoff included.",
+                ["model", "stream"],
+                buckets=_LATENCY_BUCKETS,
+                registry=reg,
+            )
+        )
+        self._first_token = _Bound(
+            Histogram(
+                "bastion_request_time_to_first_token_seconds",
+                "Time from a streaming request's arrival to its first token, as the "
+                "client sees it (failovers before the first token included).",
+                ["model"],
+                buckets=_TTFT_BUCKETS,
+                registry=reg,
+            )
+        )
+        self._attempt_duration = _Bound(
+            Histogram(
+                "bastion_attempt_duration_seconds",
+                "Upstream attempt wall time per endpoint.",
+                ["endpoint"],
+                buckets=_LATENCY_BUCKETS,
+                registry=reg,
+            )
+        )
+        self._ttft = _Bound(
+            Histogram(
+                "bastion_time_to_first_token_seconds",
+                "Upstream time to first token per endpoint (successful attempts).",
+                ["endpoint"],
+                buckets=_TTFT_BUCKETS,
+                registry=reg,
+            )
+        )
+        self._inter_token = _Bound(
+            Histogram(
+                "bastion_inter_token_seconds",
+                "Gaps between consecutive stream chunks relayed to the client.",
+                ["endpoint"],
+                buckets=_INTER_TOKEN_BUCKETS,
+                registry=reg,
+            )
+        )
+        self._overhead = Histogram(
+            "bastion_overhead_seconds",
+            "Bastion's own time per request: wall time less upstream time and backoff.",
+            buckets=_OVERHEAD_BUCKETS,
+            registry=reg,
+        )
+        self._endpoints = _EndpointCollector()
+        reg.register(self._endpoints)
+        self._models: set[str] = set()
+        self._on: dict[type, Callable[[Any], None]] = {
+            AttemptFinished: self._attempt,
+            RetryScheduled: self._retry,
+            FailedOver: self._failover,
+            StreamSeam: self._seam,
+            HedgeStarted: self._hedge_started,
+            HedgeWon: self._hedge_won,
+            Ejected: self._ejected,
+            DegradedAnswer: self._degraded_answer,
+            PanicMode: self._panic,
+            BreakerTransition: self._transition,
+        }
+
+    # --- the event consumer ------------------------------------------------------------
+
     def __call__(self, event: Event) -> None:
-        return None
+        """Count one event. Events with nothing to count (RequestFinished is counted at
+        the HTTP edge, isolation and health are scrape-time gauges) are ignored."""
+        handler = self._on.get(type(event))
+        if handler is not None:
+            handler(event)
+
+    def _attempt(self, event: AttemptFinished) -> None:
+        endpoint = event.endpoint
+        self._attempts(endpoint, event.kind or "ok").inc()
+        self._attempt_duration(endpoint).observe(event.duration)
+        if event.ttft is not None:
+            self._ttft(endpoint).observe(event.ttft)
+
+    def _retry(self, event: RetryScheduled) -> None:
+        self._retries(event.endpoint, event.kind).inc()
+
+    def _failover(self, event: FailedOver) -> None:
+        # An empty kind: the move was refused admission (breaker, full) before any error.
+        self._failovers(event.endpoint, event.kind or "unavailable").inc()
+
+    def _seam(self, event: StreamSeam) -> None:
+        self._seams(event.from_endpoint, event.to_endpoint, event.mode).inc()
+
+    def _hedge_started(self, event: HedgeStarted) -> None:
+        self._hedges("started").inc()
+
+    def _hedge_won(self, event: HedgeWon) -> None:
+        self._hedges("won").inc()
+
+    def _ejected(self, event: Ejected) -> None:
+        self._ejections(event.name).inc()
+
+    def _degraded_answer(self, event: DegradedAnswer) -> None:
+        self._degraded(event.group).inc()
+
+    def _panic(self, event: PanicMode) -> None:
+        self._panics.inc()
+
+    def _transition(self, event: BreakerTransition) -> None:
+        self._transitions(event.name, event.new.value).inc()
+
+    # --- observers called by the HTTP layer --------------------------------------------
 
     def observe_request(
         self, model: str, outcome: str, stream: bool, duration: float, overhead: float | None
     ) -> None:
-        return None
+        """One client request ended. `overhead` is None when it is unknown (errors)."""
+        model = self._model_label(model)
+        flag = "true" if stream else "false"
+        self._requests(model, outcome, flag).inc()
+        self._request_duration(model, flag).observe(duration)
+        if overhead is not None:
+            self._overhead.observe(max(0.0, overhead))
 
-    def render(self) -> bytes:
-        return b""
+    def observe_first_token(self, model: str, seconds: float) -> None:
+        """A streaming request sent its first token `seconds` after it arrived."""
+        self._first_token(self._model_label(model)).observe(seconds)
+
+    def observe_inter_token(self, endpoint: str, seconds: float) -> None:
+        """The gap between two consecutive chunks of a stream served by `endpoint`."""
+        self._inter_token(endpoint).observe(seconds)
+
+    def observe_events_dropped(self, count: int = 1) -> None:
+        """An event-stream client fell behind and lost `count` events."""
+        self._events_dropped.inc(count)
+
+    def _model_label(self, model: str) -> str:
+        if model in self._models:
+            return model
+        if len(self._models) >= MAX_MODEL_LABELS:
+            return OTHER_MODEL
+        self._models.add(model)
+        return model
+
+    # --- the page ----------------------------------------------------------------------
+
+    def render(self, endpoints: Iterable[EndpointGauges] = ()) -> bytes:
+        """The Prometheus text page. `endpoints` (the router's `status()`) feeds the
+        per-endpoint gauges; without it they are absent rather than stale."""
+        self._endpoints.snapshot = tuple(endpoints)
+        try:
+            return generate_latest(self.registry)
+        finally:
+            self._endpoints.snapshot = ()

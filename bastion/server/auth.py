@@ -1,20 +1,67 @@
-"""API keys, scopes, per-key limits and the audit log. (Minimal; being completed.)"""
+"""API keys, scopes and the auth middleware.
+
+Keys come from the config (`auth.keys`, values from `${ENV}`). A client presents one as
+`Authorization: Bearer <key>` (OpenAI clients) or `x-api-key: <key>` (Anthropic
+clients); when both are sent, the Bearer token is the one judged. Only SHA-256 digests
+of the keys are held after load, and a presented key is compared with every one of
+them by `hmac.compare_digest`, without stopping at a match, so that neither the time
+taken nor the memory kept tells anything about the keys. A key never appears in a
+response, a log line or an error: callers are named by the key's `name`.
+
+What a path needs (`required_access`):
+
+- `GET /api/v1/health`: nothing (load balancers probe it without a key).
+- `/api/v1/agents/{name}/...`: a key whose `agents` scope has `name`.
+- every other path under `/api/v1/`, and `/dashboard`: an admin key (the control plane).
+- everything else (`/v1/*`, `/openapi.json`, unknown paths): a key. The `models` scope is
+  checked where the model is known, in the OpenAI handlers.
+
+With no keys configured the gateway is open and requests carry no principal.
+Refused control-plane attempts go to the audit log.
+"""
 
 from __future__ import annotations
 
+import enum
+import hashlib
 import hmac
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from urllib.parse import unquote
 
 import structlog
 from aiohttp import web
 
 from bastion.config.schema import AuthSettings
+from bastion.server.audit import AuditEntry, AuditLog
+from bastion.server.errors import ApiError
 from bastion.server.keys import GATEWAY, PRINCIPAL
+from bastion.server.limits import RateLimits
+
+__all__ = [
+    "Access",
+    "AuditEntry",
+    "AuditLog",
+    "KeyRing",
+    "Principal",
+    "RateLimits",
+    "actor",
+    "auth_middleware",
+    "presented_key",
+    "required_access",
+]
+
+_log = structlog.get_logger("bastion.server")
+
+_CONTROL = "/api/v1/"
+_AGENTS = "/api/v1/agents"
+_OPEN = frozenset({("GET", "/api/v1/health"), ("HEAD", "/api/v1/health")})
 
 
 @dataclass(frozen=True, slots=True)
 class Principal:
+    """An authenticated caller. `models`/`agents` of None mean every one."""
+
     name: str
     admin: bool = False
     models: frozenset[str] | None = None
@@ -27,57 +74,127 @@ class Principal:
         return self.agents is None or agent in self.agents
 
 
+class Access(enum.Enum):
+    """What a request must present."""
+
+    OPEN = "open"
+    KEY = "key"
+    AGENT = "agent"
+    ADMIN = "admin"
+
+
+def required_access(method: str, path: str) -> Access:
+    """The access a request needs, from its method and its path as the router matches it
+    (`rel_url.path_safe`, so that an encoded `/` cannot make the two disagree)."""
+    if (method, path) in _OPEN:
+        return Access.OPEN
+    if path == _AGENTS or path.startswith(_AGENTS + "/"):
+        return Access.AGENT
+    if path.startswith(_CONTROL) or path == "/dashboard" or path.startswith("/dashboard/"):
+        return Access.ADMIN
+    return Access.KEY
+
+
+def _agent_of(path: str) -> str | None:
+    """The agent named by `/api/v1/agents/{name}/...`, or None for the agent list."""
+    rest = path[len(_AGENTS) + 1 :]
+    name = rest.split("/", 1)[0]
+    return unquote(name) if name else None
+
+
+def presented_key(headers: Mapping[str, str]) -> str | None:
+    """The key a request presents, or None when it presents none in a usable shape.
+
+    Malformed headers (empty, `Bearer` alone, another scheme) count as no key, so they
+    end in a clean 401. Configured keys are visible ASCII, so a value outside it could
+    never match and is dropped here; that reveals nothing about the keys.
+    """
+    token: str | None = None
+    authorization = headers.get("Authorization", "")
+    scheme, _, rest = authorization.strip().partition(" ")
+    if scheme.lower() == "bearer" and rest.strip():
+        token = rest.strip()
+    else:
+        token = headers.get("x-api-key", "").strip() or None
+    if token is None or not token.isascii():
+        return None
+    return token
+
+
+def _digest(key: str) -> bytes:
+    return hashlib.sha256(key.encode("ascii")).digest()
+
+
 class KeyRing:
-    def __init__(self, keys: dict[str, Principal]) -> None:
-        self._keys = keys
+    """The configured keys, as digests, each with the principal it stands for."""
+
+    def __init__(self, entries: tuple[tuple[bytes, Principal], ...]) -> None:
+        self._entries = entries
 
     @classmethod
     def from_settings(cls, auth: AuthSettings | None) -> KeyRing:
-        keys = {
-            k.key: Principal(
-                k.name,
-                k.admin,
-                frozenset(k.models) if k.models is not None else None,
-                frozenset(k.agents) if k.agents is not None else None,
+        entries = tuple(
+            (
+                _digest(k.key.get_secret_value()),
+                Principal(
+                    k.name,
+                    k.admin,
+                    frozenset(k.models) if k.models is not None else None,
+                    frozenset(k.agents) if k.agents is not None else None,
+                ),
             )
             for k in (auth.keys if auth else ())
-        }
-        return cls(keys)
+        )
+        if not entries:
+            # Built at startup and on each reload: an open gateway says so every time.
+            _log.warning(
+                "the gateway runs without API keys: anyone who can reach it may use it "
+                "and its control plane (set auth.keys to require keys)"
+            )
+        return cls(entries)
 
     @property
     def enabled(self) -> bool:
-        return bool(self._keys)
+        """Whether keys are required at all."""
+        return bool(self._entries)
+
+    def __len__(self) -> int:
+        return len(self._entries)
 
     def authenticate(self, presented: str | None) -> Principal | None:
-        if presented is None:
+        """The principal whose key was presented, or None."""
+        if presented is None or not presented.isascii():
             return None
-        found = None
-        for key, principal in self._keys.items():
-            if hmac.compare_digest(key.encode(), presented.encode()):
+        digest = _digest(presented)
+        found: Principal | None = None
+        # Every digest is compared, match or not: the loop's time does not depend on
+        # where (or whether) the key is in the ring.
+        for known, principal in self._entries:
+            if hmac.compare_digest(known, digest):
                 found = principal
         return found
 
 
-class RateLimits:
-    def __init__(self, auth: AuthSettings | None) -> None:
-        self._auth = auth
-
-    def reconfigured(self, auth: AuthSettings | None) -> RateLimits:
-        return RateLimits(auth)
-
-    def admit(self, principal: Principal, tokens: int) -> float | None:
-        return None
-
-    def record_tokens(self, principal: Principal, tokens: int) -> None:
-        return None
+def actor(request: web.Request) -> str:
+    """Who a request acts as, for the audit log: the key's name, or `anonymous`."""
+    principal = request.get(PRINCIPAL)
+    return principal.name if isinstance(principal, Principal) else "anonymous"
 
 
-class AuditLog:
-    def __init__(self) -> None:
-        self._log = structlog.get_logger("bastion.audit")
-
-    def record(self, actor: str, action: str, target: str, outcome: str) -> None:
-        self._log.info("audit", actor=actor, action=action, target=target, outcome=outcome)
+def _refuse(
+    request: web.Request,
+    access: Access,
+    error: ApiError,
+    who: str,
+    headers: Mapping[str, str] | None = None,
+) -> web.Response:
+    # Refusals under /api/v1/ (and the dashboard) are audited; a refused model call is
+    # a client error like any other.
+    if access is not Access.KEY:
+        outcome = "unauthenticated" if error.status == 401 else "forbidden"
+        request.app[GATEWAY].audit.record(who, request.method, request.path, outcome)
+    # Returned rather than raised: the error middleware would drop WWW-Authenticate.
+    return error.response(headers)
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -85,19 +202,39 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Authenticate the request and check its scope; sets `request[PRINCIPAL]`."""
     keys = request.app[GATEWAY].keys
-    if keys.enabled and request.path != "/api/v1/health":
-        header = request.headers.get("Authorization", "")
-        presented = header[7:] if header.lower().startswith("bearer ") else None
-        principal = keys.authenticate(presented)
-        if principal is None:
-            from bastion.server.errors import ApiError
-
-            raise ApiError(
-                401,
-                "missing or invalid API key",
-                type="authentication_error",
-                code="invalid_api_key",
+    path = request.rel_url.path_safe
+    access = required_access(request.method, path)
+    if not keys.enabled or access is Access.OPEN:
+        return await handler(request)
+    principal = keys.authenticate(presented_key(request.headers))
+    if principal is None:
+        error = ApiError(
+            401,
+            "missing or invalid API key: send it as 'Authorization: Bearer <key>' "
+            "or 'x-api-key: <key>'",
+            type="authentication_error",
+            code="invalid_api_key",
+        )
+        return _refuse(request, access, error, "anonymous", {"WWW-Authenticate": "Bearer"})
+    if access is Access.ADMIN and not principal.admin:
+        error = ApiError(
+            403,
+            f"the key {principal.name!r} may not use the control plane",
+            type="permission_error",
+            code="admin_required",
+        )
+        return _refuse(request, access, error, principal.name)
+    if access is Access.AGENT:
+        agent = _agent_of(path)
+        if agent is not None and not principal.may_use_agent(agent):
+            error = ApiError(
+                403,
+                f"the key {principal.name!r} may not use the agent {agent!r}",
+                type="permission_error",
+                code="agent_not_allowed",
             )
-        request[PRINCIPAL] = principal
+            return _refuse(request, access, error, principal.name)
+    request[PRINCIPAL] = principal
     return await handler(request)

@@ -1,22 +1,269 @@
-"""The control plane. (Minimal; being completed.)"""
+"""The control plane under `/api/v1`: health, status, isolation, config, metrics, events.
+
+    GET  /api/v1/health                 liveness and readiness (no key needed)
+    GET  /api/v1/status                 endpoints, model groups, uptime, config origin
+    POST /api/v1/endpoints/{id}/isolate take an endpoint out of service by hand
+    POST /api/v1/endpoints/{id}/recover put it back
+    PUT  /api/v1/config                 validate and swap in a new config (YAML or JSON)
+    GET  /api/v1/metrics                Prometheus text format
+    GET  /api/v1/events                 the router's events as SSE (see events_api)
+
+Everything but health is for admin keys; the auth middleware enforces that. Nothing
+here depends on it for correctness: every handler validates its own input.
+
+All state is per process. With `bastion serve --workers N` each worker has its own
+breakers, isolation and counters, and a request reaches whichever worker the kernel
+picked: isolate or PUT a config on every worker (the status page names its pid).
+"""
 
 from __future__ import annotations
+
+import os
+import time
+from typing import Any
 
 import orjson
 from aiohttp import web
 
+from bastion.config import BastionConfig, ConfigError, load_config
+from bastion.observability.metrics import CONTENT_TYPE
+from bastion.routing import Router
+from bastion.routing.status import EndpointStatus
+from bastion.server.auth import actor
+from bastion.server.errors import ApiError, invalid
+from bastion.server.events_api import add_event_routes
+from bastion.server.gateway import Gateway
 from bastion.server.keys import GATEWAY
 
 
+class ControlState:
+    """What the control plane itself remembers about one app."""
+
+    def __init__(self) -> None:
+        # The last config PUT, to tell on the status page whether the live config is
+        # that one or the file's.
+        self.put_config: BastionConfig | None = None
+        self.put_at: float | None = None
+
+
+CONTROL: web.AppKey[ControlState] = web.AppKey("bastion.control", ControlState)
+
+
+def _json(body: Any, status: int = 200) -> web.Response:
+    return web.Response(body=orjson.dumps(body), status=status, content_type="application/json")
+
+
+def _endpoint(status: EndpointStatus) -> dict[str, Any]:
+    return {
+        "id": status.id,
+        "model": status.model,
+        "provider": status.provider,
+        "breaker": status.breaker.value,
+        "reopens_in": round(status.reopens_in, 3),
+        "ejected": status.ejected,
+        "healthy": status.healthy,
+        "isolated": status.isolated,
+        "in_flight": status.in_flight,
+        "served": status.served,
+        "failed": status.failed,
+        "latency_ms": None if status.latency_ms is None else round(status.latency_ms, 3),
+        "ttft_ms": None if status.ttft_ms is None else round(status.ttft_ms, 3),
+        "in_service": status.in_service,
+    }
+
+
+def _groups(router: Router) -> list[dict[str, Any]]:
+    return [
+        {
+            "name": name,
+            "strategy": group.strategy,
+            "targets": [t.endpoint for t in group.targets],
+            "fallbacks": list(group.fallbacks),
+            "degraded": group.degraded is not None,
+            "hedge": group.hedge is not None,
+        }
+        for name, group in router.groups.items()
+    ]
+
+
+# --- health and status -------------------------------------------------------------
+
+
 async def health(request: web.Request) -> web.Response:
+    """Readiness by default: 200 when the gateway has started and at least one endpoint
+    is in service, else 503, so a load balancer stops sending traffic that could only
+    fail. `?probe=live` is liveness: 200 while the process answers at all (restarting
+    a process because its upstreams are down would not bring them back)."""
     gateway = request.app[GATEWAY]
-    body = {"live": True, "ready": gateway.ready}
-    return web.Response(
-        body=orjson.dumps(body),
-        status=200 if gateway.ready else 503,
-        content_type="application/json",
+    probe = request.query.get("probe", "ready")
+    if probe not in ("live", "ready"):
+        raise invalid("probe", f"expected 'live' or 'ready', got {probe!r}")
+    statuses = gateway.router.status()
+    in_service = sum(1 for s in statuses if s.in_service)
+    ready = gateway.ready and in_service > 0
+    if gateway.stopping:
+        state = "stopping"
+    elif not gateway.ready:
+        state = "starting"
+    elif in_service == len(statuses):
+        state = "ok"
+    else:
+        state = "degraded"
+    body = {
+        "status": state,
+        "live": True,
+        "ready": ready,
+        "endpoints_in_service": in_service,
+        "endpoints": len(statuses),
+    }
+    return _json(body, 200 if ready or probe == "live" else 503)
+
+
+def _config_origin(gateway: Gateway, control: ControlState) -> dict[str, Any]:
+    if control.put_config is not None and control.put_config is gateway.config:
+        return {"origin": "api", "source": None, "loaded_at": control.put_at}
+    if gateway.source is not None:
+        return {"origin": "file", "source": str(gateway.source), "loaded_at": None}
+    return {"origin": "code", "source": None, "loaded_at": None}
+
+
+async def status(request: web.Request) -> web.Response:
+    """Every endpoint's state and counters, the model groups, uptime and where the
+    config came from. The numbers are this worker process's (see the module docs)."""
+    gateway = request.app[GATEWAY]
+    router = gateway.router
+    body = {
+        "pid": os.getpid(),
+        "state_scope": "process",
+        "ready": gateway.ready,
+        "uptime_s": round(time.time() - gateway.started_at, 3),
+        "config": _config_origin(gateway, request.app[CONTROL]),
+        "default_model": gateway.config.default_model,
+        "endpoints": [_endpoint(s) for s in router.status()],
+        "models": _groups(router),
+    }
+    return _json(body)
+
+
+# --- isolation -----------------------------------------------------------------------
+
+
+async def _set_isolation(request: web.Request, isolated: bool) -> web.Response:
+    gateway = request.app[GATEWAY]
+    endpoint = request.match_info["id"]
+    action = "isolate" if isolated else "recover"
+    who = actor(request)
+    try:
+        current = await gateway.set_isolation(endpoint, isolated)
+    except KeyError:
+        gateway.audit.record(who, action, endpoint, "not_found")
+        raise ApiError(
+            404, f"no endpoint {endpoint!r}", param="id", code="endpoint_not_found"
+        ) from None
+    gateway.audit.record(who, action, endpoint, "ok")
+    return _json(_endpoint(current))
+
+
+async def isolate(request: web.Request) -> web.Response:
+    """Take the endpoint out of service until `recover`; requests go to the others.
+    Attempts already running on it finish. Isolation survives a config reload for an
+    endpoint the new config keeps."""
+    return await _set_isolation(request, True)
+
+
+async def recover(request: web.Request) -> web.Response:
+    """Put an isolated endpoint back into service (its breaker and health still apply)."""
+    return await _set_isolation(request, False)
+
+
+# --- config --------------------------------------------------------------------------
+
+
+def _config_error(error: ConfigError) -> ApiError:
+    detail = str(error)
+    if error.source:
+        # The loader names the body "<config>"; the caller knows which body it sent.
+        detail = detail.removeprefix(f"{error.source}, ").removeprefix(f"{error.source}: ")
+    return ApiError(
+        400, f"invalid config: {detail}", code="invalid_config", extra={"line": error.line}
     )
 
 
+def _config_text(raw: bytes) -> str:
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise invalid("body", "the config must be UTF-8 text") from None
+    if not text.strip():
+        raise invalid("body", "the body is empty; send the config as YAML or JSON")
+    # load_config takes a one-line string ending in ".yaml" for a path; a body is
+    # text and must never name a file on this host. A newline keeps it text.
+    return text if text.endswith("\n") else text + "\n"
+
+
+async def put_config(request: web.Request) -> web.Response:
+    """Replace the live config with the body (YAML, or JSON, which is YAML too).
+
+    The body is validated in full first; a bad one answers 400 naming the line and
+    the field, and changes nothing. A good one is swapped in atomically: requests in
+    flight finish on the config they started with, unchanged endpoints keep their
+    connections, breaker, health and isolation.
+
+    The config is not written to disk. The file the server started from stays as it
+    was, a SIGHUP re-reads that file (replacing what was PUT here), and a restart
+    starts from it. `${ENV}` references are resolved from the server's environment,
+    as they are in the file. Settings read once at start-up (`server.host`, `port`,
+    `max_body`, `drain_timeout`) take effect at the next restart; `auth` takes effect
+    at once, so a config without the caller's admin key locks the caller out.
+    """
+    gateway = request.app[GATEWAY]
+    control = request.app[CONTROL]
+    who = actor(request)
+    try:
+        text = _config_text(await request.read())
+    except ApiError:
+        gateway.audit.record(who, "reload", "api", "rejected: body")
+        raise
+    try:
+        config = load_config(text)
+        await gateway.reload(config)  # builds and starts the new router, then swaps
+    except ConfigError as exc:
+        gateway.audit.record(who, "reload", "api", f"rejected: {exc.line or '-'}")
+        raise _config_error(exc) from None
+    except Exception:
+        gateway.audit.record(who, "reload", "api", "failed")
+        raise
+    control.put_config = config
+    control.put_at = time.time()
+    gateway.audit.record(who, "reload", "api", "ok")
+    router = gateway.router
+    return _json(
+        {
+            "status": "reloaded",
+            "endpoints": list(router.endpoints),
+            "models": list(router.groups),
+        }
+    )
+
+
+# --- metrics -------------------------------------------------------------------------
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """Prometheus text format: the counters and histograms kept from events, and the
+    per-endpoint gauges read from the live router now."""
+    gateway = request.app[GATEWAY]
+    page = gateway.metrics.render(gateway.router.status())
+    return web.Response(body=page, headers={"Content-Type": CONTENT_TYPE})
+
+
 def add_control_routes(app: web.Application) -> None:
+    control = ControlState()
+    app[CONTROL] = control
     app.router.add_get("/api/v1/health", health)
+    app.router.add_get("/api/v1/status", status)
+    app.router.add_post("/api/v1/endpoints/{id}/isolate", isolate)
+    app.router.add_post("/api/v1/endpoints/{id}/recover", recover)
+    app.router.add_put("/api/v1/config", put_config)
+    app.router.add_get("/api/v1/metrics", metrics)
+    add_event_routes(app)

@@ -20,6 +20,7 @@ from bastion.config import BastionConfig, load_config
 from bastion.observability.events import Event, EventHook
 from bastion.observability.metrics import Metrics
 from bastion.routing import Router
+from bastion.routing.status import EndpointStatus
 from bastion.server.auth import AuditLog, KeyRing, RateLimits
 
 _log = structlog.get_logger("bastion.server")
@@ -64,8 +65,11 @@ class Gateway:
         self.router = Router.from_config(config, hooks=[self.fanout])
         self._in_flight: dict[int, int] = {}
         self._retired: dict[int, Router] = {}
+        # Reloads and isolation changes take turns: a new router copies isolation
+        # from the old one, so an isolate landing mid-reload would otherwise be lost.
         self._reload_lock = asyncio.Lock()
         self.ready = False
+        self.stopping = False
 
     async def start(self) -> None:
         await self.router.start()
@@ -73,6 +77,7 @@ class Gateway:
 
     async def close(self) -> None:
         self.ready = False
+        self.stopping = True
         await self.router.aclose()
         for router in list(self._retired.values()):
             await router.aclose()
@@ -95,6 +100,18 @@ class Gateway:
                 retired = self._retired.pop(key, None)
                 if retired is not None:
                     asyncio.get_running_loop().create_task(retired.aclose())
+
+    async def set_isolation(self, endpoint: str, isolated: bool) -> EndpointStatus:
+        """Isolate or recover `endpoint` on the live router; KeyError if unknown."""
+        async with self._reload_lock:
+            router = self.router
+            if endpoint not in router.endpoints:
+                raise KeyError(endpoint)
+            if isolated:
+                router.isolate(endpoint)
+            else:
+                router.recover(endpoint)
+            return next(s for s in router.status() if s.id == endpoint)
 
     async def reload(self, config: BastionConfig) -> None:
         """Swap in a router built from `config` (already validated)."""

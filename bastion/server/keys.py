@@ -7,9 +7,10 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 if TYPE_CHECKING:
+    from bastion.server.auth import Principal
     from bastion.server.gateway import Gateway
 
 GATEWAY: web.AppKey[Gateway] = web.AppKey("bastion.gateway")
-# The authenticated caller (bastion.server.auth.Principal), set by the auth middleware;
-# absent when the gateway runs without keys.
-PRINCIPAL = "bastion.principal"
+# The authenticated caller, set by the auth middleware; absent when the gateway runs
+# without keys.
+PRINCIPAL: web.RequestKey[Principal] = web.RequestKey("bastion.principal")

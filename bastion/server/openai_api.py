@@ -22,7 +22,7 @@ from bastion.routing import Router, RouterStream
 from bastion.server.errors import ApiError, from_exception
 from bastion.server.gateway import Gateway
 from bastion.server.keys import GATEWAY, PRINCIPAL
-from bastion.server.openai_codec import ChunkWriter, completion_body, parse_chat
+from bastion.server.openai_codec import ChunkWriter, ParsedChat, completion_body, parse_chat
 from bastion.types import AttemptRecord, StreamError, StreamFinish, TextDelta, ToolCallDelta
 
 _ids = count(1)
@@ -78,9 +78,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         try:
             if parsed.stream:
                 stream = router.stream(parsed.request, model=parsed.model)
-                return await _stream(
-                    request, gateway, stream, request_id, started, parsed.include_usage
-                )
+                return await _stream(request, gateway, stream, parsed, request_id, started)
             answer = await router.complete(parsed.request, model=parsed.model)
         except ApiError:
             raise
@@ -105,9 +103,9 @@ async def _stream(
     request: web.Request,
     gateway: Gateway,
     stream: RouterStream,
+    parsed: ParsedChat,
     request_id: str,
     started: float,
-    include_usage: bool,
 ) -> web.StreamResponse:
     """Relay a router stream as server-sent events. Errors before the first event are
     ordinary HTTP errors; after it, in-band error events (the headers are out)."""
@@ -130,16 +128,27 @@ async def _stream(
             ),
         }
     )
+    metrics = gateway.metrics
+    metrics.observe_first_token(parsed.model, now - started)
     writer = ChunkWriter(request_id, stream.model or "")
     finish_reason = "error"
+    usage = 0
+    last = now
     try:
         await response.prepare(request)
         event = first
         while True:
-            if isinstance(event, TextDelta):
-                await response.write(writer.text(event.text))
-            elif isinstance(event, ToolCallDelta):
-                await response.write(writer.tool_call(event))
+            if isinstance(event, TextDelta | ToolCallDelta):
+                tick = time.monotonic()
+                if event is not first:
+                    metrics.observe_inter_token(stream.endpoint or "", tick - last)
+                last = tick
+                chunk = (
+                    writer.text(event.text)
+                    if isinstance(event, TextDelta)
+                    else writer.tool_call(event)
+                )
+                await response.write(chunk)
             elif isinstance(event, StreamError):
                 attempts = [
                     {"endpoint": a.endpoint, "kind": a.kind, "status": a.status}
@@ -148,8 +157,9 @@ async def _stream(
                 await response.write(ChunkWriter.error(event.kind, event.message, attempts))
             elif isinstance(event, StreamFinish):
                 finish_reason = event.finish_reason
+                usage = event.usage.total_tokens if event.usage else 0
                 if finish_reason != "error":
-                    await response.write(writer.finish(event, include_usage))
+                    await response.write(writer.finish(event, parsed.include_usage))
                 else:
                     await response.write(b"data: [DONE]\n\n")
                 break
@@ -158,8 +168,11 @@ async def _stream(
         # The client left: stop the upstream attempt at once, no tokens for nobody.
         await stream.aclose()
         raise
-    gateway.metrics.observe_request(
-        stream.model or "",
+    principal = request.get(PRINCIPAL)
+    if principal is not None and usage:
+        gateway.limits.record_tokens(principal, usage)
+    metrics.observe_request(
+        parsed.model,
         "ok" if finish_reason != "error" else "error",
         True,
         time.monotonic() - started,

@@ -60,6 +60,7 @@ async def serve_once(
     # Readiness fails first, then the listener closes and streams in flight get
     # drain_timeout to finish before they are cancelled.
     gateway.ready = False
+    gateway.stopping = True
     await runner.cleanup()
 
 
