@@ -100,7 +100,7 @@ def _message(value: Any, index: int) -> Message:
     if not isinstance(value, dict):
         raise invalid(field, "must be an object")
     role = value.get("role")
-    if role not in ROLES:
+    if not isinstance(role, str) or role not in ROLES:
         raise invalid(f"{field}.role", f"must be one of {', '.join(sorted(ROLES))}")
     content = _text(value.get("content"), f"{field}.content")
     name = value.get("name")

@@ -133,3 +133,10 @@ def test_chunks_decode_as_openai_stream_chunks():
     assert chunks[3]["choices"][0]["finish_reason"] == "stop"
     assert chunks[4]["choices"] == [] and chunks[4]["usage"]["total_tokens"] == 3
     assert all(c["id"] == "chatcmpl-r1" and c["model"] == "gpt-x" for c in chunks)
+
+
+@pytest.mark.parametrize("role", [{}, [], None, 3])
+def test_role_of_the_wrong_type_is_a_400_not_a_crash(role):
+    with pytest.raises(ApiError) as caught:
+        parse_chat(body(messages=[{"role": role, "content": "x"}]))
+    assert caught.value.param == "messages[0].role"
