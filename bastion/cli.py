@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from collections.abc import Sequence
 
@@ -25,8 +26,15 @@ def _bench(calls: int) -> int:
     import importlib.util
     import runpy
 
-    # The benchmarks live in the source tree's bench/, not in the installed package.
-    if importlib.util.find_spec("bench.router_overhead") is None:
+    # The benchmarks live in the source tree's bench/, not in the installed package;
+    # a console script does not have the working directory on sys.path.
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        found = importlib.util.find_spec("bench.router_overhead") is not None
+    except ModuleNotFoundError:
+        found = False
+    if not found:
         print("error: run `bastion bench` from a source checkout (bench/ not found)")
         return 1
     sys.argv = ["bench.router_overhead", "--calls", str(calls)]

@@ -19,8 +19,8 @@ from bastion.resilience.retry import RetryPolicy
 from bastion.routing.endpoints import EndpointRuntime
 from bastion.routing.groups import ModelGroup, RetryOverrides, Target
 from bastion.routing.options import RouterOptions
-from bastion.routing.plan import Plan, expand, make_plan
-from bastion.routing.spec import ModelSpec, resolve
+from bastion.routing.plan import Plan, expand, is_static, make_plan
+from bastion.routing.spec import ModelSpec, ResolvedSpec, resolve
 from bastion.types import RuntimeContext
 
 # Kinds a per-entry `retries` count applies to. The others are never retried on the
@@ -107,14 +107,22 @@ class RouterCore:
         self.health = HealthChecker(clock=clock, on_change=bus.emit)
         self._policies: dict[tuple[str, str, int | None], RetryPolicy] = {}
         self._rules: dict[tuple[str, str], tuple[Rule, ...]] = {}
+        self._static: dict[str, tuple[ResolvedSpec, list[Target]]] = {}
         self._ids = itertools.count(1)
         self._id_prefix = os.urandom(3).hex()
 
     # --- planning ------------------------------------------------------------------
 
     async def plan(self, spec: ModelSpec, context: RuntimeContext) -> Plan:
-        resolved = await resolve(spec, context, self.groups, self.runtimes)
-        targets = expand(resolved.group, self.groups, self.runtimes, self.rng)
+        cached = self._static.get(spec) if isinstance(spec, str) else None
+        if cached is not None:
+            resolved, targets = cached
+        else:
+            resolved = await resolve(spec, context, self.groups, self.runtimes)
+            targets = expand(resolved.group, self.groups, self.runtimes, self.rng)
+            if isinstance(spec, str) and is_static(resolved.group, self.groups):
+                # Groups never change during a router's life (a reload builds a new one).
+                self._static[spec] = (resolved, targets)
         detector = self.detectors.get(resolved.name, self.detectors[ALL_ENDPOINTS])
 
         def in_service(rt: EndpointRuntime) -> bool:

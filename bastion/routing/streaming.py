@@ -185,11 +185,16 @@ class RouterStream:
                     while event is not None:
                         if isinstance(event, TextDelta):
                             trimmer = segment.trimmer
-                            text = trimmer.feed(event.text) if trimmer else event.text
-                            if text:
-                                self._commit(run, rt, segment, len(sent))
-                                sent += text
-                                yield TextDelta(text)
+                            if trimmer is None and segment.mode is None and self.endpoint == rt.id:
+                                # The common case, per token: nothing to trim or commit.
+                                sent += event.text
+                                yield event
+                            else:
+                                text = trimmer.feed(event.text) if trimmer else event.text
+                                if text:
+                                    self._commit(run, rt, segment, len(sent))
+                                    sent += text
+                                    yield TextDelta(text)
                         elif isinstance(event, ToolCallDelta):
                             segment.tools.append(event)
                         else:
@@ -235,6 +240,9 @@ class RouterStream:
                     yield TextDelta(rest)
                 for delta in segment.tools:
                     yield delta
+                # Closed now rather than left to the event loop's finaliser, which would
+                # cost a task and a loop turn per stream.
+                await stream.aclose()
                 run.succeeded(rt, started, ttft=segment.ttft)
                 run.finish(rt.id, True)
                 self.attempts = tuple(run.attempts)
