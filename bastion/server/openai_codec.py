@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import orjson
 
@@ -24,6 +24,7 @@ from bastion.types import (
     ChatRequest,
     ChatResponse,
     Message,
+    Role,
     StreamFinish,
     ToolCall,
     ToolCallDelta,
@@ -116,7 +117,7 @@ def _message(value: Any, index: int) -> Message:
         if not isinstance(call_id, str):
             raise invalid(f"{field}.tool_call_id", "is required for role 'tool'")
         return Message("tool", content, tool_call_id=call_id)
-    return Message("system" if role == "developer" else role, content, name=name)
+    return Message("system" if role == "developer" else cast(Role, role), content, name=name)
 
 
 def _tools(value: Any) -> tuple[ToolSpec, ...]:
