@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 from enum import Enum
 from typing import Any
 
@@ -44,3 +45,29 @@ class EventLogger:
 
 def _snake(name: str) -> str:
     return "".join(f"_{c.lower()}" if c.isupper() else c for c in name).lstrip("_")
+
+
+def configure_logging(*, json: bool = False, level: int = logging.INFO) -> None:
+    """Process-wide log setup for `bastion serve`: one line per event, and tracebacks
+    WITHOUT local variables — a frame's locals may hold an API key or a header."""
+    renderer: Any
+    if json:
+        renderer = structlog.processors.JSONRenderer()
+        exceptions: list[Any] = [structlog.processors.dict_tracebacks]
+    else:
+        renderer = structlog.dev.ConsoleRenderer(
+            colors=False, exception_formatter=structlog.dev.plain_traceback
+        )
+        exceptions = []
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            *exceptions,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(level),
+        cache_logger_on_first_use=True,
+    )
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")

@@ -11,11 +11,14 @@ from collections.abc import Mapping
 from typing import Any
 
 import orjson
+import structlog
 from aiohttp import web
 
 from bastion.resilience.errors import ErrorKind
 from bastion.routing.errors import FailoverError, NoTargetAvailable
 from bastion.routing.spec import UnknownModel
+
+_log = structlog.get_logger("bastion.server")
 
 
 class ApiError(Exception):
@@ -122,4 +125,5 @@ def from_exception(error: Exception, *, retry_after: float | None = None) -> Api
             code="no_endpoint_available",
             retry_after=retry_after if retry_after is not None else 1.0,
         )
+    _log.error("unexpected error while serving a request", exc_info=error)
     return ApiError(500, "internal error", type="server_error", code="internal_error")

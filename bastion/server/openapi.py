@@ -12,6 +12,7 @@ Built once per app; every caller gets the same bytes.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from importlib import metadata
 from typing import Any
@@ -19,345 +20,24 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-Schema = dict[str, Any]
-
-_JSON = "application/json"
-_STR: Schema = {"type": "string"}
-_INT: Schema = {"type": "integer"}
-_NUM: Schema = {"type": "number"}
-_BOOL: Schema = {"type": "boolean"}
-
-
-def _ref(name: str) -> Schema:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-def _object(properties: Schema, required: Sequence[str] = (), **extra: Any) -> Schema:
-    out: Schema = {"type": "object", "properties": properties, **extra}
-    if required:
-        out["required"] = list(required)
-    return out
-
-
-def _nullable(schema: Schema) -> Schema:
-    return {"anyOf": [schema, {"type": "null"}]}
-
-
-def _array(items: Schema, **extra: Any) -> Schema:
-    return {"type": "array", "items": items, **extra}
-
-
-def _body(
-    schema: Schema, description: str, *, media: str = _JSON, headers: Schema | None = None
-) -> Schema:
-    """A response (or a request body) of one media type."""
-    out: Schema = {"description": description, "content": {media: {"schema": schema}}}
-    if headers:
-        out["headers"] = headers
-    return out
-
-
-# --- chat completions ----------------------------------------------------------------
-
-
-def _message(roles: list[str], description: str, *, tool: bool = False) -> Schema:
-    """A message whose content is required: every role but assistant."""
-    properties: Schema = {"role": {"enum": roles}, "content": _ref("Content")}
-    properties.update({"tool_call_id": _STR} if tool else {"name": _STR})
-    required = ["role", "content", "tool_call_id"] if tool else ["role", "content"]
-    return _object(properties, required, description=description)
-
-
-_FUNCTION_NAME: Schema = {"type": "string", "minLength": 1}
-_USAGE_FIELDS = ("prompt_tokens", "completion_tokens", "total_tokens")
-
-_CHAT_SCHEMAS: Schema = {
-    "ChatRequest": _object(
-        {
-            "model": {
-                "type": "string",
-                "minLength": 1,
-                "description": "A model group or endpoint id from `GET /v1/models`.",
-            },
-            "messages": _array(
-                {
-                    "oneOf": [
-                        _message(["system", "developer"], "Instructions (developer = system)."),
-                        _message(["user"], "The user's turn."),
-                        _ref("AssistantMessage"),
-                        _message(["tool"], "A tool's result.", tool=True),
-                    ]
-                },
-                minItems=1,
-            ),
-            "stream": {"type": "boolean", "default": False},
-            "stream_options": _nullable(_object({"include_usage": _BOOL})),
-            "tools": _nullable(_array(_ref("Tool"))),
-            "tool_choice": _nullable(
-                {
-                    "anyOf": [
-                        {"enum": ["none", "auto", "required"]},
-                        _object(
-                            {
-                                "type": {"const": "function"},
-                                "function": _object({"name": _STR}, ["name"]),
-                            },
-                            ["type", "function"],
-                        ),
-                    ]
-                }
-            ),
-            "temperature": _nullable({"type": "number", "minimum": 0, "maximum": 2}),
-            "max_tokens": _nullable({"type": "integer", "minimum": 1}),
-        },
-        ["model", "messages"],
-        additionalProperties=True,
-        description=(
-            "OpenAI's chat-completions body. The fields below are validated (an error "
-            "names the first bad one in `error.param`); any other field goes to the "
-            "upstream untouched."
-        ),
-    ),
-    "Content": {
-        "description": "A string, or an array of text parts (joined in order).",
-        "anyOf": [_STR, _array(_ref("TextPart"))],
-    },
-    "TextPart": _object(
-        {"type": {"const": "text"}, "text": _STR},
-        ["type", "text"],
-        description="A text part. Other part types (images, audio) are refused.",
-    ),
-    "AssistantMessage": _object(
-        {
-            "role": {"const": "assistant"},
-            "content": _nullable(_ref("Content")),
-            "name": _STR,
-            "tool_calls": _nullable(_array(_ref("ToolCall"))),
-        },
-        ["role"],
-        description="An answer; content may be null when it only calls tools.",
-    ),
-    "ToolCall": _object(
-        {
-            "id": _STR,
-            "type": {"const": "function"},
-            "function": _object(
-                {"name": _FUNCTION_NAME, "arguments": {"type": "string", "description": "JSON."}},
-                ["name"],
-            ),
-        },
-        ["id", "function"],
-    ),
-    "Tool": _object(
-        {
-            "type": {"const": "function"},
-            "function": _object(
-                {
-                    "name": _FUNCTION_NAME,
-                    "description": _STR,
-                    "parameters": {"type": "object", "description": "A JSON schema."},
-                },
-                ["name"],
-            ),
-        },
-        ["type", "function"],
-    ),
-    "ChatCompletion": _object(
-        {
-            "id": _STR,
-            "object": {"const": "chat.completion"},
-            "created": _INT,
-            "model": {"type": "string", "description": "The upstream model that answered."},
-            "choices": _array(
-                _object(
-                    {"index": _INT, "message": _ref("AssistantMessage"), "finish_reason": _STR},
-                    ["index", "message", "finish_reason"],
-                )
-            ),
-            "usage": _ref("Usage"),
-        },
-        ["id", "object", "created", "model", "choices", "usage"],
-    ),
-    "Usage": _object(
-        {name: {"type": "integer", "minimum": 0} for name in _USAGE_FIELDS}, _USAGE_FIELDS
-    ),
-    "ModelList": _object(
-        {
-            "object": {"const": "list"},
-            "data": _array(
-                _object(
-                    {"id": _STR, "object": {"const": "model"}, "created": _INT, "owned_by": _STR},
-                    ["id", "object", "created", "owned_by"],
-                )
-            ),
-        },
-        ["object", "data"],
-    ),
-}
-
-_STREAM: Schema = {
-    "type": "string",
-    "description": (
-        "Server-sent events, one `chat.completion.chunk` per `data:` line, then "
-        "`data: [DONE]`. A failure after the first chunk that no other endpoint could "
-        'continue arrives in-band as `data: {"error": {...}}` (an `Error`).'
-    ),
-}
-
-
-def _header(description: str, schema: Schema) -> Schema:
-    return {"description": description, "schema": schema}
-
-
-_ANSWER_HEADERS: Schema = {
-    "x-bastion-endpoint": _header("The endpoint that served the answer.", _STR),
-    "x-bastion-attempts": _header("How many upstream attempts it took.", _INT),
-    "x-bastion-overhead-ms": _header("The gateway's own time, upstream time excluded.", _NUM),
-    "x-bastion-degraded": _header("`true` for the group's degraded reply.", _STR),
-}
-
-# --- errors --------------------------------------------------------------------------
-
-_ERROR: Schema = _object(
-    {
-        "error": _object(
-            {
-                "message": _STR,
-                "type": _STR,
-                "param": {
-                    "type": ["string", "null"],
-                    "description": "The offending field, as a path: `messages[0].role`.",
-                },
-                "code": {"type": ["string", "null"]},
-                "attempts": _array(
-                    _object(
-                        {
-                            "endpoint": _STR,
-                            "model": _STR,
-                            "kind": {"type": ["string", "null"]},
-                            "status": {"type": ["integer", "null"]},
-                            "duration_ms": _NUM,
-                        }
-                    ),
-                    description="When every target failed: what each attempt met.",
-                ),
-                "line": {
-                    "type": ["integer", "null"],
-                    "description": "For an invalid config: the line at fault.",
-                },
-            },
-            ["message", "type", "param", "code"],
-        )
-    },
-    ["error"],
-    description="OpenAI's error shape, so the SDKs raise their typed exceptions.",
+from bastion.server.openapi_schemas import (
+    _ANSWER_HEADERS,
+    _CHAT_EXAMPLES,
+    _CHAT_SCHEMAS,
+    _CONTROL_SCHEMAS,
+    _ENDPOINT_ID,
+    _ERROR,
+    _ERRORS,
+    _JSON,
+    _STR,
+    _STREAM_EVENT,
+    Schema,
+    _body,
+    _errors,
+    _json_text,
+    _ref,
+    _sse_event,
 )
-
-_RETRY_AFTER = {"Retry-After": _header("Seconds to wait before trying again.", _INT)}
-
-# name: (status codes, description, headers)
-_ERRORS: dict[str, tuple[tuple[str, ...], str, Schema]] = {
-    "BadRequest": (("400",), "Malformed input; `error.param` names the field.", {}),
-    "Unauthorized": (
-        ("401",),
-        "No API key, or an unknown one.",
-        {"WWW-Authenticate": _header("The scheme to use.", _STR)},
-    ),
-    "Forbidden": (("403",), "The key may not use this model or operation.", {}),
-    "NotFound": (("404",), "No such model, endpoint or path.", {}),
-    "PayloadTooLarge": (("413",), "The body is larger than `server.max_body`.", {}),
-    "RateLimited": (("429",), "A rate limit was reached.", _RETRY_AFTER),
-    "UpstreamFailed": (
-        ("502", "503", "504"),
-        "Every target failed or none is available; `error.attempts` lists the attempts.",
-        _RETRY_AFTER,
-    ),
-}
-
-
-def _errors(*names: str) -> Schema:
-    return {
-        code: {"$ref": f"#/components/responses/{name}"}
-        for name in names
-        for code in _ERRORS[name][0]
-    }
-
-
-# --- the control plane ---------------------------------------------------------------
-
-_CONTROL_SCHEMAS: Schema = {
-    "Health": _object(
-        {
-            "status": {"enum": ["ok", "degraded", "starting", "stopping"]},
-            "live": _BOOL,
-            "ready": _BOOL,
-            "endpoints_in_service": _INT,
-            "endpoints": _INT,
-        },
-        ["live", "ready"],
-    ),
-    "Status": _object(
-        {
-            "pid": {"type": "integer", "description": "The worker process that answered."},
-            "state_scope": {"type": "string", "description": "`process`: per worker."},
-            "ready": _BOOL,
-            "uptime_s": _NUM,
-            "config": _object(
-                {
-                    "origin": {"enum": ["file", "api", "code"]},
-                    "source": {"type": ["string", "null"]},
-                    "loaded_at": {"type": ["number", "null"]},
-                }
-            ),
-            "default_model": {"type": ["string", "null"]},
-            "endpoints": _array(_ref("EndpointStatus")),
-            "models": _array(
-                _object(
-                    {
-                        "name": _STR,
-                        "strategy": _STR,
-                        "targets": _array(_STR),
-                        "fallbacks": _array(_STR),
-                        "degraded": _BOOL,
-                        "hedge": _BOOL,
-                    }
-                )
-            ),
-        },
-        ["pid", "endpoints"],
-    ),
-    "EndpointStatus": _object(
-        {
-            "id": _STR,
-            "model": _STR,
-            "provider": _STR,
-            "breaker": {"enum": ["closed", "open", "half_open"]},
-            "reopens_in": _NUM,
-            "ejected": _BOOL,
-            "healthy": _BOOL,
-            "isolated": _BOOL,
-            "in_service": _BOOL,
-            "in_flight": _INT,
-            "served": _INT,
-            "failed": _INT,
-            "latency_ms": {"type": ["number", "null"]},
-            "ttft_ms": {"type": ["number", "null"]},
-        },
-        ["id", "breaker", "isolated", "in_service"],
-    ),
-    "Reloaded": _object(
-        {"status": {"const": "reloaded"}, "endpoints": _array(_STR), "models": _array(_STR)},
-        ["status"],
-    ),
-}
-
-_ENDPOINT_ID: Schema = {
-    "name": "id",
-    "in": "path",
-    "required": True,
-    "description": "An endpoint id from the config.",
-    "schema": {"type": "string", "pattern": "^[A-Za-z0-9_.:-]+$"},
-}
 
 
 def _operation(
@@ -410,11 +90,14 @@ def _paths() -> Schema:
                     "headers": _ANSWER_HEADERS,
                     "content": {
                         _JSON: {"schema": _ref("ChatCompletion")},
-                        "text/event-stream": {"schema": _STREAM},
+                        "text/event-stream": {"schema": _STREAM_EVENT},
                     },
                 },
                 tuple(_ERRORS),
-                requestBody={"required": True, "content": {_JSON: {"schema": _ref("ChatRequest")}}},
+                requestBody={
+                    "required": True,
+                    "content": {_JSON: {"schema": _ref("ChatRequest"), "examples": _CHAT_EXAMPLES}},
+                },
             )
         },
         "/v1/models": {
@@ -467,7 +150,15 @@ def _paths() -> Schema:
                 "events",
                 "The router's events as server-sent events (`event:` the type in snake "
                 "case, `data:` its fields as JSON), until the client leaves.",
-                _body(_STR, "The event stream.", media="text/event-stream"),
+                _body(
+                    _sse_event(
+                        _json_text({"type": "object"}),
+                        "An event's fields; `dropped` tells how many a slow reader lost.",
+                        event=_STR,
+                    ),
+                    "The event stream.",
+                    media="text/event-stream",
+                ),
                 (*_ADMIN, "UpstreamFailed"),
             )
         },
@@ -495,8 +186,9 @@ def _version() -> str:
 
 
 def build_document() -> Schema:
-    """The whole document, as a fresh dict."""
-    return {
+    """The whole document. A deep copy: the schemas above are shared module constants,
+    and a caller (a test tool resolving references, say) may change what it gets."""
+    document = {
         "openapi": "3.1.0",
         "info": {
             "title": "Bastion",
@@ -524,9 +216,11 @@ def build_document() -> Schema:
             },
         },
     }
+    return copy.deepcopy(document)
 
 
 def add_openapi_route(app: web.Application) -> None:
+    """Serve the document at `GET /openapi.json`, serialized once, here."""
     body = orjson.dumps(build_document())
 
     async def openapi(request: web.Request) -> web.Response:

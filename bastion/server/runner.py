@@ -20,6 +20,7 @@ import structlog
 from aiohttp import web
 
 from bastion.config import ConfigError, load_config
+from bastion.observability.logging import configure_logging
 from bastion.server.app import create_app
 from bastion.server.gateway import Gateway
 
@@ -30,6 +31,7 @@ async def serve_once(
     config_path: Path, host: str | None, port: int | None, *, reuse_port: bool = False
 ) -> None:
     """Serve until SIGINT/SIGTERM; reload the config on SIGHUP."""
+    configure_logging(json=os.environ.get("BASTION_LOG_FORMAT") == "json")
     config = load_config(config_path)
     gateway = Gateway(config, source=config_path)
     app = create_app(gateway)
