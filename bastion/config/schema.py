@@ -274,6 +274,36 @@ class AuthSettings(_Frozen):
         return self
 
 
+class MemorySettings(_Frozen):
+    """Where agents keep threads: `sqlite:///path.db` (default), `postgresql://…`,
+    `redis://…`. Threads idle longer than `retention` are deleted by a sweep."""
+
+    store: str = "sqlite:///bastion.db"
+    last_n: int = Field(default=20, ge=0)
+    retention: Duration | None = None
+    lease_ttl: PositiveDuration = 60.0
+    wait: PositiveDuration = 30.0
+
+    @field_validator("store")
+    @classmethod
+    def _scheme(cls, value: str) -> str:
+        if not re.match(r"^(sqlite|postgres(ql)?|rediss?)://", value):
+            raise ValueError("store must start with sqlite://, postgresql:// or redis://")
+        return value
+
+
+class AgentConfig(_Frozen):
+    """An agent served at /api/v1/agents/{name}. `tools` are import paths of Python
+    functions decorated with `@tool` ("package.module:function")."""
+
+    description: str = ""
+    instructions: str = Field(min_length=1)
+    model: str | tuple[str | TargetConfig, ...]
+    tools: tuple[Annotated[str, Field(pattern=r"^[\w.]+:[\w.]+$")], ...] = ()
+    max_steps: int = Field(default=10, ge=1, le=100)
+    memory: bool = True
+
+
 class BastionConfig(_Frozen):
     endpoints: tuple[EndpointConfig, ...] = Field(min_length=1)
     models: dict[str, GroupConfig] = Field(default_factory=dict)
@@ -288,9 +318,9 @@ class BastionConfig(_Frozen):
     server: ServerSettings = ServerSettings()
     auth: AuthSettings | None = None
     # Sections that later parts of Bastion read; accepted here so one file serves all.
+    memory: MemorySettings = MemorySettings()
+    agents: dict[str, AgentConfig] = Field(default_factory=dict)
     state: dict[str, Any] | None = None
-    memory: dict[str, Any] | None = None
-    agents: dict[str, Any] | None = None
     mcp: dict[str, Any] | None = None
 
     @model_validator(mode="after")
@@ -313,6 +343,12 @@ class BastionConfig(_Frozen):
                     raise ValueError(f"models.{name}.fallbacks: unknown endpoint or model {ref!r}")
         if self.default_model is not None and self.default_model not in known:
             raise ValueError(f"default_model: unknown endpoint or model {self.default_model!r}")
+        for name, agent in self.agents.items():
+            refs = [agent.model] if isinstance(agent.model, str) else agent.model
+            for entry in refs:
+                ref = entry if isinstance(entry, str) else entry.model
+                if ref not in known:
+                    raise ValueError(f"agents.{name}.model: unknown endpoint or model {ref!r}")
         if self.auth is not None:
             agents = set(self.agents or {})
             for index, key in enumerate(self.auth.keys):

@@ -54,8 +54,8 @@ models:
   chat: {{targets: [primary]}}
   other: {{targets: [canned]}}
 agents:
-  support: {{}}
-  billing: {{}}
+  support: {{instructions: "Help customers.", model: chat}}
+  billing: {{instructions: "Answer billing questions.", model: chat}}
 health_checks: false
 {keys}
 """
