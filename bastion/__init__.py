@@ -3,6 +3,24 @@
 The public surface; everything else may change between releases.
 """
 
+from bastion.agents import (
+    Agent,
+    AgentError,
+    AgentEvent,
+    AgentOptions,
+    AgentResult,
+    ModelSwitched,
+    OutputInvalid,
+    Refusal,
+    StepLimitReached,
+    Tool,
+    ToolArgumentsInvalid,
+    ToolContext,
+    ToolError,
+    block,
+    redact,
+    tool,
+)
 from bastion.config import ConfigError
 from bastion.models import Endpoint, Fail, HealthCheck, Reply, ScriptedModel, Timeouts
 from bastion.models.base import ChatModel
@@ -48,6 +66,11 @@ from bastion.types import (
 
 __all__ = [
     "Action",
+    "Agent",
+    "AgentError",
+    "AgentEvent",
+    "AgentOptions",
+    "AgentResult",
     "BastionError",
     "ChatModel",
     "ChatRequest",
@@ -68,7 +91,10 @@ __all__ = [
     "KindPolicy",
     "Message",
     "ModelGroup",
+    "ModelSwitched",
     "NoTargetAvailable",
+    "OutputInvalid",
+    "Refusal",
     "Reply",
     "RetryPolicy",
     "Router",
@@ -76,20 +102,28 @@ __all__ = [
     "RouterStream",
     "RuntimeContext",
     "ScriptedModel",
+    "StepLimitReached",
     "StreamError",
     "StreamFinish",
     "Target",
     "TextDelta",
     "Timeouts",
+    "Tool",
+    "ToolArgumentsInvalid",
     "ToolCall",
     "ToolCallDelta",
+    "ToolContext",
+    "ToolError",
     "ToolSpec",
     "UnknownModel",
     "UpstreamError",
     "Usage",
     "assistant",
+    "block",
     "chat",
     "classify",
+    "redact",
     "system",
+    "tool",
     "user",
 ]

@@ -92,6 +92,11 @@ class ThreadConflict(MemoryStoreError):
         self.actual = actual
 
 
+class CorruptRecord(MemoryStoreError):
+    """A record the store holds, or was asked to write, is not well formed (a message
+    with an unknown role, a row that does not decode); nothing was written."""
+
+
 class ThreadBusy(MemoryStoreError):
     """Another run held the thread longer than this one was willing to wait."""
 
@@ -127,7 +132,8 @@ class MemoryStore(Protocol):
         """Delete the thread, its messages and its working memory; False if absent."""
 
     async def messages(self, thread_id: str, *, last: int | None = None) -> list[Message]:
-        """The thread's messages in order; `last` keeps only the newest N."""
+        """The thread's messages in order (none for an unknown thread); `last` keeps
+        only the newest N."""
 
     async def append(
         self, thread_id: str, messages: Sequence[Message], *, expected_version: int
@@ -145,15 +151,20 @@ class MemoryStore(Protocol):
 
     async def set_working_memory(self, scope: Scope, key: str, text: str) -> None: ...
 
-    async def start_run(self, run: RunRecord) -> None: ...
+    async def start_run(self, run: RunRecord) -> None:
+        """Record a run and the steps it carries; a run already recorded is kept as it
+        is (a resumed run must not lose its steps)."""
 
-    async def record_step(self, step: StepRecord) -> None: ...
+    async def record_step(self, step: StepRecord) -> None:
+        """Record a step; the same (run_id, index) again replaces it."""
 
     async def finish_run(
         self, run_id: str, status: Literal["ok", "error"], error: str | None
-    ) -> None: ...
+    ) -> None:
+        """Set the run's outcome and end time; a run never started is left absent."""
 
     async def get_run(self, run_id: str) -> RunRecord | None: ...
 
     async def sweep(self, idle_for: float) -> int:
-        """Delete threads not updated for `idle_for` seconds; returns how many."""
+        """Delete threads not updated for `idle_for` seconds, except those with a live
+        lease (a turn may begin on an old thread); returns how many."""
