@@ -14,6 +14,8 @@ from collections.abc import Awaitable, Callable
 import structlog
 from aiohttp import web
 
+from bastion.server.agents_api import add_agent_routes
+from bastion.server.agents_ws import add_agent_socket_routes
 from bastion.server.auth import auth_middleware
 from bastion.server.control_api import add_control_routes
 from bastion.server.errors import ApiError
@@ -21,6 +23,7 @@ from bastion.server.gateway import Gateway
 from bastion.server.keys import GATEWAY
 from bastion.server.openai_api import add_openai_routes
 from bastion.server.openapi import add_openapi_route
+from bastion.server.threads_api import add_thread_routes
 
 _log = structlog.get_logger("bastion.server")
 
@@ -67,6 +70,9 @@ def create_app(gateway: Gateway) -> web.Application:
     app[GATEWAY] = gateway
     add_openai_routes(app)
     add_control_routes(app)
+    add_agent_routes(app)
+    add_agent_socket_routes(app)
+    add_thread_routes(app)
     add_openapi_route(app)
 
     async def start(_: web.Application) -> None:

@@ -1,9 +1,10 @@
-"""The gateway's state: the live router, its config, keys, limits, metrics, event fan-out.
+"""The gateway's state: the live router and agents, config, keys, limits, metrics, events.
 
 A reload builds a new router from the new config (unchanged endpoints keep their
 connections, breakers and health) and swaps it in one assignment. A request holds
 the router it started with until it ends, so requests in flight finish on the config
-they started with; the old router is closed once the last of them is done.
+they started with; the old router is closed once the last of them is done. The agents
+are rebuilt against the new router and swapped in with it (see `agents_runtime`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from bastion.observability.events import Event, EventHook
 from bastion.observability.metrics import Metrics
 from bastion.routing import Router
 from bastion.routing.status import EndpointStatus
+from bastion.server.agents_runtime import AgentHost, plan_agents
 from bastion.server.auth import AuditLog, KeyRing, RateLimits
 
 _log = structlog.get_logger("bastion.server")
@@ -63,6 +65,8 @@ class Gateway:
         self.limits = RateLimits(config.auth)
         self.audit = AuditLog()
         self.router = Router.from_config(config, hooks=[self.fanout])
+        # Tools are imported here, so that a bad path stops the start (ConfigError).
+        self.agents = AgentHost(plan_agents(config))
         self._in_flight: dict[int, int] = {}
         self._retired: dict[int, Router] = {}
         # Reloads and isolation changes take turns: a new router copies isolation
@@ -73,6 +77,7 @@ class Gateway:
 
     async def start(self) -> None:
         await self.router.start()
+        await self.agents.start(self.config.memory, self.router)
         self.ready = True
 
     async def close(self) -> None:
@@ -82,6 +87,7 @@ class Gateway:
         for router in list(self._retired.values()):
             await router.aclose()
         self._retired.clear()
+        await self.agents.close()
 
     @contextlib.contextmanager
     def using_router(self) -> Iterator[Router]:
@@ -116,10 +122,13 @@ class Gateway:
     async def reload(self, config: BastionConfig) -> None:
         """Swap in a router built from `config` (already validated)."""
         async with self._reload_lock:
+            plans = plan_agents(config)  # ConfigError here: nothing has changed
+            await self.agents.prepare(config.memory, plans)
             old = self.router
             new = Router.from_config(config, hooks=[self.fanout], previous=old)
             await new.start()
             self.router = new
+            retired_memory = self.agents.install(plans, new, config.memory)
             self.config = config
             self.keys = KeyRing.from_settings(config.auth)
             self.limits = self.limits.reconfigured(config.auth)
@@ -127,6 +136,8 @@ class Gateway:
                 self._retired[id(old)] = old
             else:
                 await old.aclose()
+            if retired_memory is not None:
+                await retired_memory.aclose()
         _log.info("config reloaded", endpoints=len(new.endpoints), groups=len(new.groups))
 
     async def reload_from_source(self) -> None:
@@ -136,8 +147,8 @@ class Gateway:
             return
         try:
             config = load_config(self.source)
-        except ValueError as exc:
+            await self.reload(config)
+        except ValueError as exc:  # ConfigError, from the file or from its agents
             _log.error("config reload refused", error=str(exc))
             return
-        await self.reload(config)
         self.audit.record("signal", "reload", str(self.source), "ok")

@@ -20,6 +20,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from bastion.server.openapi_agents import AGENT_SCHEMAS, agent_paths
 from bastion.server.openapi_schemas import (
     _ANSWER_HEADERS,
     _CHAT_EXAMPLES,
@@ -175,7 +176,7 @@ def _paths() -> Schema:
         for operation in item.values():
             if path.startswith(("/v1/", "/api/v1/")):
                 operation["tags"] = ["openai" if path.startswith("/v1/") else "control"]
-    return paths
+    return {**paths, **agent_paths()}
 
 
 def _version() -> str:
@@ -202,6 +203,8 @@ def build_document() -> Schema:
         "tags": [
             {"name": "openai", "description": "OpenAI-compatible: the SDKs work unchanged."},
             {"name": "control", "description": "The control plane: admin keys."},
+            {"name": "agents", "description": "The config's agents: keys with their scope."},
+            {"name": "memory", "description": "Agents' threads and runs: admin keys."},
         ],
         "paths": _paths(),
         "components": {
@@ -209,7 +212,7 @@ def build_document() -> Schema:
                 "bearer": {"type": "http", "scheme": "bearer", "description": "An auth.keys key."},
                 "apiKey": {"type": "apiKey", "in": "header", "name": "x-api-key"},
             },
-            "schemas": {**_CHAT_SCHEMAS, **_CONTROL_SCHEMAS, "Error": _ERROR},
+            "schemas": {**_CHAT_SCHEMAS, **_CONTROL_SCHEMAS, **AGENT_SCHEMAS, "Error": _ERROR},
             "responses": {
                 name: _body(_ref("Error"), description, headers=headers)
                 for name, (_, description, headers) in _ERRORS.items()

@@ -329,12 +329,14 @@ _ERRORS: dict[str, tuple[tuple[str, ...], str, Schema]] = {
         {"WWW-Authenticate": _header("The scheme to use.", _STR)},
     ),
     "Forbidden": (("403",), "The key may not use this model or operation.", {}),
-    "NotFound": (("404",), "No such model, endpoint or path.", {}),
+    "NotFound": (("404",), "No such model, endpoint, agent, thread, run or path.", {}),
+    "Conflict": (("409",), "The thread is busy or changed, or the run id is taken.", {}),
     "PayloadTooLarge": (("413",), "The body is larger than `server.max_body`.", {}),
     "RateLimited": (("429",), "A rate limit was reached.", _RETRY_AFTER),
     "UpstreamFailed": (
         ("502", "503", "504"),
-        "Every target failed or none is available; `error.attempts` lists the attempts.",
+        "Every target failed or none is available (`error.attempts` lists the attempts), "
+        "an agent hit a bound (`error.code`: step_limit, ...), or the memory store is away.",
         _RETRY_AFTER,
     ),
 }

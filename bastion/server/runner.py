@@ -21,6 +21,7 @@ from aiohttp import web
 
 from bastion.config import ConfigError, load_config
 from bastion.observability.logging import configure_logging
+from bastion.server.agents_runtime import plan_agents
 from bastion.server.app import create_app
 from bastion.server.gateway import Gateway
 
@@ -73,7 +74,7 @@ def _worker(config_path: str, host: str | None, port: int | None) -> None:
 def serve(config_path: str, host: str | None, port: int | None, workers: int) -> int:
     path = Path(config_path)
     try:
-        load_config(path)
+        plan_agents(load_config(path))  # the agents' tools import, too
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

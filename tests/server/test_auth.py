@@ -57,6 +57,7 @@ agents:
   support: {{instructions: "Help customers.", model: chat}}
   billing: {{instructions: "Answer billing questions.", model: chat}}
 health_checks: false
+memory: {{store: "sqlite://:memory:"}}
 {keys}
 """
 
@@ -224,11 +225,11 @@ async def test_agent_routes_need_the_agent_in_the_key_scope(client) -> None:
     )
     assert refused.status == 403
     assert (await error_of(refused))["code"] == "agent_not_allowed"
-    # The agents API is not served yet: a key in scope gets past auth to a 404.
+    # A key in scope gets past auth: the empty body is then refused for what it lacks.
     allowed = await client.post(
         "/api/v1/agents/support/generate", json={}, headers=bearer(AGENT_KEY)
     )
-    assert allowed.status == 404
+    assert allowed.status == 400
 
 
 async def test_a_reload_swaps_the_keys(upstream) -> None:

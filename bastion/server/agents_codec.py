@@ -1,0 +1,250 @@
+"""The agents API's bodies, read and written at the edge.
+
+A run body (`/generate`, `/stream`, and a WebSocket `generate` message):
+
+    {"prompt": "Where is order 42?"}                      or  "messages": [...]
+    {"thread_id": "t1", "resource_id": "user-7",          memory: continue a thread
+     "context": {"tier": "gold"}, "run_id": "r-1"}        optional
+
+Messages are OpenAI chat messages, read by the chat-completions parser, so errors name
+fields the same way (`messages[0].role`). Unknown fields are refused: this body is
+ours, and a typo (`thread`) should not silently start a run without memory.
+
+Answers and events are plain JSON; messages are written back in the shape they are
+read in, so a client can send a run's messages on as history.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from bastion.agents import (
+    AgentEvent,
+    AgentResult,
+    Error,
+    Finished,
+    ModelSwitched,
+    StepFinished,
+    ToolCallStarted,
+    ToolResult,
+)
+from bastion.memory import RunRecord, StepRecord, Thread
+from bastion.server.errors import ApiError, invalid
+from bastion.server.openai_codec import _message as read_message
+from bastion.types import Message, TextDelta, Usage
+
+RUN_FIELDS = frozenset({"messages", "prompt", "thread_id", "resource_id", "context", "run_id"})
+MAX_ID = 256
+# A run id goes into tools' idempotency keys ("{run_id}:{step}:{position}"), so no colon.
+_RUN_ID = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
+CONTEXT_HEADER = "x-bastion-context-"
+
+
+@dataclass(frozen=True, slots=True)
+class RunBody:
+    """A validated run body. `context` is the body's alone (headers merge later)."""
+
+    messages: tuple[Message, ...]
+    thread_id: str | None
+    resource_id: str | None
+    context: Mapping[str, Any]
+    run_id: str | None
+
+
+def load_json(raw: bytes) -> Any:
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise ApiError(400, f"the body is not valid JSON: {exc}", code="invalid_json") from None
+
+
+def identifier(value: Any, field: str, *, required: bool = False) -> str | None:
+    """A thread or resource id: 1 to 256 printable characters."""
+    if value is None and not required:
+        return None
+    if not isinstance(value, str) or not 0 < len(value) <= MAX_ID or not value.isprintable():
+        raise invalid(field, f"must be a string of 1 to {MAX_ID} printable characters")
+    return value
+
+
+def parse_run(body: Any, *, also: Collection[str] = ()) -> RunBody:
+    """Validate a run body (`also`: extra fields the caller reads itself, such as a
+    WebSocket message's `type`); ApiError(400) names the first bad field."""
+    if not isinstance(body, dict):
+        raise ApiError(400, "the body must be a JSON object", code="invalid_json")
+    for key in body:
+        if key not in RUN_FIELDS and key not in also:
+            known = ", ".join(sorted(RUN_FIELDS))
+            raise invalid(key, f"unknown field; a run body has {known}")
+    prompt, messages = body.get("prompt"), body.get("messages")
+    if prompt is not None and messages is not None:
+        raise invalid("prompt", "give either prompt or messages, not both")
+    if prompt is not None:
+        if not isinstance(prompt, str) or not prompt:
+            raise invalid("prompt", "must be a non-empty string")
+        parsed: tuple[Message, ...] = (Message("user", prompt),)
+    elif isinstance(messages, list) and messages:
+        parsed = tuple(read_message(m, i) for i, m in enumerate(messages))
+    else:
+        raise invalid("messages", "is required (a non-empty array), or give a prompt")
+    context = body.get("context")
+    if context is not None and not isinstance(context, dict):
+        raise invalid("context", "must be an object")
+    run_id = body.get("run_id")
+    if run_id is not None and (not isinstance(run_id, str) or not _RUN_ID.match(run_id)):
+        raise invalid("run_id", "must be 1 to 128 characters of A-Z a-z 0-9 _ . -")
+    return RunBody(
+        parsed,
+        identifier(body.get("thread_id"), "thread_id"),
+        identifier(body.get("resource_id"), "resource_id"),
+        context or {},
+        run_id,
+    )
+
+
+def header_context(headers: Mapping[str, str]) -> dict[str, str]:
+    """`x-bastion-context-user-tier: gold` → `{"user_tier": "gold"}`: the rest of the
+    name, lower case, dashes as underscores (proxies drop headers with underscores)."""
+    out: dict[str, str] = {}
+    for name, value in headers.items():
+        lowered = name.lower()
+        if lowered.startswith(CONTEXT_HEADER) and len(lowered) > len(CONTEXT_HEADER):
+            out[lowered[len(CONTEXT_HEADER) :].replace("-", "_")] = value
+    return out
+
+
+# --- answers -------------------------------------------------------------------------
+
+
+def usage_body(usage: Usage) -> dict[str, int]:
+    return {
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "total_tokens": usage.total_tokens,
+    }
+
+
+def message_body(message: Message) -> dict[str, Any]:
+    """A message in OpenAI's shape, as `messages` are read."""
+    out: dict[str, Any] = {"role": message.role, "content": message.content}
+    if message.tool_calls:
+        out["tool_calls"] = [
+            {
+                "id": c.id,
+                "type": "function",
+                "function": {"name": c.name, "arguments": c.arguments},
+            }
+            for c in message.tool_calls
+        ]
+    if message.tool_call_id is not None:
+        out["tool_call_id"] = message.tool_call_id
+    if message.name is not None:
+        out["name"] = message.name
+    return out
+
+
+def step_body(step: StepRecord) -> dict[str, Any]:
+    return {
+        "index": step.index,
+        "kind": step.kind,
+        "name": step.name,
+        "status": step.status,
+        "input": step.input,
+        "output": step.output,
+        "started_at": step.started_at,
+        "ended_at": step.ended_at,
+    }
+
+
+def result_body(result: AgentResult) -> dict[str, Any]:
+    return {
+        "text": result.text,
+        "messages": [message_body(m) for m in result.messages],
+        "usage": usage_body(result.usage),
+        "steps": [step_body(s) for s in result.steps],
+        "run_id": result.run_id,
+        "output": result.output,
+        "refused": result.refused,
+        "degraded": result.degraded,
+    }
+
+
+def thread_body(thread: Thread) -> dict[str, Any]:
+    return {
+        "id": thread.id,
+        "resource_id": thread.resource_id,
+        "version": thread.version,
+        "created_at": thread.created_at,
+        "updated_at": thread.updated_at,
+        "metadata": thread.metadata,
+    }
+
+
+def run_body(run: RunRecord) -> dict[str, Any]:
+    return {
+        "id": run.id,
+        "agent": run.agent,
+        "thread_id": run.thread_id,
+        "resource_id": run.resource_id,
+        "status": run.status,
+        "started_at": run.started_at,
+        "ended_at": run.ended_at,
+        "error": run.error,
+        "steps": [step_body(s) for s in run.steps],
+    }
+
+
+def event_body(event: AgentEvent, error: ApiError | None = None) -> tuple[str, dict[str, Any]]:
+    """An agent event as (type, fields). An `Error` event's fields come from `error`,
+    the answer its exception would have had as a plain HTTP error."""
+    if isinstance(event, TextDelta):
+        return "text_delta", {"text": event.text}
+    if isinstance(event, ToolCallStarted):
+        call = event.call
+        return "tool_call", {
+            "id": call.id,
+            "name": call.name,
+            "arguments": call.arguments,
+            "step": event.step,
+        }
+    if isinstance(event, ToolResult):
+        return "tool_result", {
+            "call_id": event.call_id,
+            "name": event.name,
+            "result": event.result,
+            "error": event.error,
+            "step": event.step,
+        }
+    if isinstance(event, StepFinished):
+        return "step_finish", {
+            "index": event.index,
+            "kind": event.kind,
+            "name": event.name,
+            "status": event.status,
+            "endpoint": event.endpoint,
+            "model": event.model,
+            "usage": usage_body(event.usage),
+        }
+    if isinstance(event, ModelSwitched):
+        return "model_switch", {
+            "from_endpoint": event.from_endpoint,
+            "to_endpoint": event.to_endpoint,
+            "step": event.step,
+        }
+    if isinstance(event, Finished):
+        return "finish", result_body(event.result)
+    return "error", error_fields(event, error)
+
+
+def error_fields(event: Error, error: ApiError | None) -> dict[str, Any]:
+    fields: dict[str, Any] = {"kind": event.kind, "message": event.message}
+    if error is not None:
+        fields.update(error.body()["error"])
+        fields["status"] = error.status
+        fields["kind"] = event.kind
+    return fields
