@@ -7,18 +7,25 @@ import asyncio
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 
 def _check_config(path: str) -> int:
-    from bastion.config import ConfigError
+    from bastion.config import ConfigError, load_config
     from bastion.routing.configure import load_router_config
+    from bastion.server.agents_runtime import plan_agents
 
     try:
-        parts = load_router_config(path)
+        config = load_config(Path(path))
+        parts = load_router_config(config)
+        agents = plan_agents(config)  # imports each agent's tools, too
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    print(f"{path}: ok — {len(parts.endpoints)} endpoint(s), {len(parts.groups)} model group(s)")
+    print(
+        f"{path}: ok — {len(parts.endpoints)} endpoint(s), "
+        f"{len(parts.groups)} model group(s), {len(agents)} agent(s)"
+    )
     return 0
 
 
