@@ -30,11 +30,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import cProfile
 import gc
 import os
 import platform
-import pstats
 import statistics
 import sys
 import time
@@ -61,6 +59,7 @@ from bastion.agents import Agent, Tool
 from bastion.memory import Memory
 from bastion.memory.sqlite import SqliteStore
 from bench.agent_peers import Turn, openai_agents_turn, pydantic_ai_turn, version
+from bench.agent_profile import BASTION, BASTION_MEMORY, FLOOR, profile
 
 GOAL_US = 500.0  # Bastion's budget: CPU a turn may spend beyond the hand-written loop
 INSTRUCTIONS = "You help customers with their orders."
@@ -71,16 +70,11 @@ ENDPOINT = "scripted"
 THREAD, RESOURCE = "bench-thread", "bench-user"
 # A realistic history: the last 20 messages (5 earlier turns) come with every turn.
 HISTORY = 20
-FLOOR = "hand-written loop"
-BASTION = "Bastion Agent.generate"
-BASTION_MEMORY = "Bastion Agent.generate + SQLite memory"
 # Far above what a cell takes (a few seconds); a hang must not hang the run.
 CELL_TIME_LIMIT = 120.0
-TOP_FUNCTIONS = 15
 # Profiled turns per row: enough for a stable ranking, few enough to keep the run short.
 PROFILE_TURNS = 500
 # The rows' own one-line wrappers live here; profiles leave them out.
-_BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
 
 
 @dataclass
@@ -245,87 +239,6 @@ async def run_rounds(rows: dict[str, Turn], turns: int, rounds: int, warmup: int
         )
         out.append(Row(name, statistics.median(mine), overhead, (min(mine), max(mine))))
     return out
-
-
-# --- profiling -------------------------------------------------------------------------
-
-
-Where = tuple[str, int, str]  # (file, first line, function), as `pstats` keys it
-
-
-async def own_times(turn: Turn, turns: int, warmup: int) -> dict[Where, tuple[int, float]]:
-    """Each function's calls and own seconds (not its callees') over `turns` turns.
-
-    The profiler's clock is its default, wall-clock time: reading the process's CPU
-    time costs a system call, which would inflate every function tenfold. Without I/O
-    the two agree; with SQLite, `epoll.poll` is the wait for the store's worker thread."""
-    for _ in range(warmup):
-        await turn()
-    profiler = cProfile.Profile()
-    profiler.enable()
-    try:
-        for _ in range(turns):
-            await turn()
-    finally:
-        profiler.disable()
-    stats = pstats.Stats(profiler).stats  # type: ignore[attr-defined]
-    return {where: (row[1], row[2]) for where, row in stats.items()}
-
-
-def _area(path: str, name: str) -> str:
-    if "/bastion/" in path:
-        return "bastion." + path.split("/bastion/", 1)[1].split("/", 1)[0].removesuffix(".py")
-    if "/asyncio/" in path:
-        return "asyncio"
-    return "builtins" if name.startswith("<built-in") else "elsewhere"
-
-
-def _short(path: str) -> str:
-    for marker in ("/bastion/", "/asyncio/", "/site-packages/"):
-        if marker in path:
-            return marker.strip("/") + "/" + path.split(marker, 1)[1]
-    return os.path.basename(path)
-
-
-async def profile(rows: dict[str, Turn], turns: int, warmup: int) -> list[str]:
-    """Where each Bastion row spends its time beyond the hand-written loop (cProfile
-    own time: the profiler inflates the totals, the ranking holds)."""
-    floor = await own_times(rows[FLOOR], turns, warmup)
-    lines = []
-    for name in (BASTION, BASTION_MEMORY):
-        mine = await own_times(rows[name], turns, warmup)
-        extra = {
-            where: (calls, seconds - floor.get(where, (0, 0.0))[1])
-            for where, (calls, seconds) in mine.items()
-            if os.path.dirname(where[0]) != _BENCH_DIR
-        }
-        areas: dict[str, float] = {}
-        for (path, _, fn), (_, seconds) in extra.items():
-            areas[_area(path, fn)] = areas.get(_area(path, fn), 0.0) + seconds
-        us = 1e6 / turns
-        total = sum(seconds for _, seconds in extra.values())
-        by_area = ", ".join(f"{a} {t * us:+.1f}" for a, t in sorted(areas.items(), key=_size))
-        lines.append(f"{name}, beyond the {FLOOR} (cProfile own time per turn):")
-        lines.append(f"  total {total * us:+.1f} µs; by area: {by_area}")
-        puts = mine.get(_AIOSQLITE_PUT)
-        if puts:
-            lines.append(f"  {puts[0] / turns:.1f} requests to SQLite's worker thread per turn")
-        for (path, line, fn), (calls, seconds) in sorted(extra.items(), key=_own)[:TOP_FUNCTIONS]:
-            where = f"{_short(path)}:{line}({fn})" if line else fn
-            lines.append(f"  {seconds * us:+7.1f} µs  {calls / turns:5.1f} calls  {where}")
-    return lines
-
-
-# aiosqlite hands each statement (and each BEGIN, COMMIT) to its thread with one put.
-_AIOSQLITE_PUT = ("~", 0, "<method 'put_nowait' of '_queue.SimpleQueue' objects>")
-
-
-def _own(item: tuple[object, tuple[int, float]]) -> float:
-    return -item[1][1]
-
-
-def _size(item: tuple[object, float]) -> float:
-    return -item[1]
 
 
 # --- output ----------------------------------------------------------------------------

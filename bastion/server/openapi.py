@@ -21,12 +21,11 @@ import orjson
 from aiohttp import web
 
 from bastion.server.openapi_agents import AGENT_SCHEMAS, agent_paths
+from bastion.server.openapi_control import _CONTROL_SCHEMAS, _ENDPOINT_ID
 from bastion.server.openapi_schemas import (
     _ANSWER_HEADERS,
     _CHAT_EXAMPLES,
     _CHAT_SCHEMAS,
-    _CONTROL_SCHEMAS,
-    _ENDPOINT_ID,
     _ERROR,
     _ERRORS,
     _JSON,
