@@ -36,7 +36,8 @@ from bastion.agents import (
 from bastion.memory import RunRecord, StepRecord, Thread
 from bastion.server.errors import ApiError, invalid
 from bastion.server.openai_codec import _message as read_message
-from bastion.types import Message, TextDelta, Usage
+from bastion.server.openai_codec import tool_call_json, usage_json
+from bastion.types import Message, TextDelta
 
 RUN_FIELDS = frozenset({"messages", "prompt", "thread_id", "resource_id", "context", "run_id"})
 MAX_ID = 256
@@ -121,26 +122,11 @@ def header_context(headers: Mapping[str, str]) -> dict[str, str]:
 # --- answers -------------------------------------------------------------------------
 
 
-def usage_body(usage: Usage) -> dict[str, int]:
-    return {
-        "prompt_tokens": usage.prompt_tokens,
-        "completion_tokens": usage.completion_tokens,
-        "total_tokens": usage.total_tokens,
-    }
-
-
 def message_body(message: Message) -> dict[str, Any]:
     """A message in OpenAI's shape, as `messages` are read."""
     out: dict[str, Any] = {"role": message.role, "content": message.content}
     if message.tool_calls:
-        out["tool_calls"] = [
-            {
-                "id": c.id,
-                "type": "function",
-                "function": {"name": c.name, "arguments": c.arguments},
-            }
-            for c in message.tool_calls
-        ]
+        out["tool_calls"] = [tool_call_json(c) for c in message.tool_calls]
     if message.tool_call_id is not None:
         out["tool_call_id"] = message.tool_call_id
     if message.name is not None:
@@ -165,7 +151,7 @@ def result_body(result: AgentResult) -> dict[str, Any]:
     return {
         "text": result.text,
         "messages": [message_body(m) for m in result.messages],
-        "usage": usage_body(result.usage),
+        "usage": usage_json(result.usage),
         "steps": [step_body(s) for s in result.steps],
         "run_id": result.run_id,
         "output": result.output,
@@ -228,7 +214,7 @@ def event_body(event: AgentEvent, error: ApiError | None = None) -> tuple[str, d
             "status": event.status,
             "endpoint": event.endpoint,
             "model": event.model,
-            "usage": usage_body(event.usage),
+            "usage": usage_json(event.usage),
         }
     if isinstance(event, ModelSwitched):
         return "model_switch", {

@@ -198,7 +198,7 @@ def parse_chat(raw: bytes) -> ParsedChat:
 # --- answers -----------------------------------------------------------------------
 
 
-def _usage(usage: Usage) -> dict[str, int]:
+def usage_json(usage: Usage) -> dict[str, int]:
     return {
         "prompt_tokens": usage.prompt_tokens,
         "completion_tokens": usage.completion_tokens,
@@ -206,7 +206,7 @@ def _usage(usage: Usage) -> dict[str, int]:
     }
 
 
-def _tool_call_json(call: ToolCall) -> dict[str, Any]:
+def tool_call_json(call: ToolCall) -> dict[str, Any]:
     return {
         "id": call.id,
         "type": "function",
@@ -217,7 +217,7 @@ def _tool_call_json(call: ToolCall) -> dict[str, Any]:
 def completion_body(response: ChatResponse, request_id: str) -> bytes:
     message: dict[str, Any] = {"role": "assistant", "content": response.message.content}
     if response.message.tool_calls:
-        message["tool_calls"] = [_tool_call_json(c) for c in response.message.tool_calls]
+        message["tool_calls"] = [tool_call_json(c) for c in response.message.tool_calls]
     return orjson.dumps(
         {
             "id": f"chatcmpl-{request_id}",
@@ -225,7 +225,7 @@ def completion_body(response: ChatResponse, request_id: str) -> bytes:
             "created": int(time.time()),
             "model": response.model,
             "choices": [{"index": 0, "message": message, "finish_reason": response.finish_reason}],
-            "usage": _usage(response.usage),
+            "usage": usage_json(response.usage),
         }
     )
 
@@ -271,7 +271,7 @@ class ChunkWriter:
     def finish(self, finish: StreamFinish, include_usage: bool) -> bytes:
         out = self._chunk({}, finish.finish_reason)
         if include_usage:
-            usage = _usage(finish.usage or Usage())
+            usage = usage_json(finish.usage or Usage())
             out += self._head + b',"choices":[],"usage":' + orjson.dumps(usage) + b"}\n\n"
         return out + b"data: [DONE]\n\n"
 
