@@ -26,6 +26,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from importlib import metadata
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
@@ -78,20 +79,34 @@ def pinned(core: int | None) -> Iterator[None]:
 
 @contextlib.contextmanager
 def fleet_process(name: str, *, core: int | None = None) -> Iterator[str]:
-    """Run `python -m bastion.testing --upstream NAME=0` and yield its base URL.
+    """Run `python -m bastion.testing --upstream NAME=0` and yield its base URL."""
+    with fleet_processes((name,), core=core) as fleet:
+        yield fleet.urls[name]
+
+
+@dataclass(frozen=True, slots=True)
+class FleetProcess:
+    """A running fleet: its process id (for CPU and memory readings) and base URLs."""
+
+    pid: int
+    urls: dict[str, str]
+
+
+@contextlib.contextmanager
+def fleet_processes(names: Sequence[str], *, core: int | None = None) -> Iterator[FleetProcess]:
+    """Run `python -m bastion.testing --upstream NAME=0 ...`, one upstream per name.
 
     Port 0 lets the fleet pick a free port (no race between choosing and binding).
     The fleet gets its own session so that a Ctrl-C reaches only the benchmark, which
     then stops the fleet itself, after its own calls have ended; it is terminated
     however the block ends, and killed if it does not stop in time.
     """
+    args = [sys.executable, "-m", "bastion.testing"]
+    for name in names:
+        args += ["--upstream", f"{name}=0"]
     with tempfile.TemporaryFile() as errors:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "bastion.testing", "--upstream", f"{name}=0"],
-            stdout=subprocess.PIPE,
-            stderr=errors,
-            text=True,
-            start_new_session=True,
+            args, stdout=subprocess.PIPE, stderr=errors, text=True, start_new_session=True
         )
         try:
             if core is not None:
@@ -101,9 +116,9 @@ def fleet_process(name: str, *, core: int | None = None) -> Iterator[str]:
                 errors.seek(0)
                 detail = errors.read().decode(errors="replace").strip()
                 raise RuntimeError(f"the fleet did not start: {detail or 'no output'}")
-            yield json.loads(line)[name]
+            yield FleetProcess(proc.pid, json.loads(line))
         finally:
-            _stop(proc)
+            stop_process(proc)
 
 
 def _read_line(proc: subprocess.Popen[str], timeout: float) -> str:
@@ -118,11 +133,12 @@ def _read_line(proc: subprocess.Popen[str], timeout: float) -> str:
         return ""
 
 
-def _stop(proc: subprocess.Popen[str]) -> None:
+def stop_process(proc: subprocess.Popen[Any], timeout: float = FLEET_STOP_TIMEOUT) -> None:
+    """SIGTERM, a bounded wait, then SIGKILL: a benchmark never leaves a process behind."""
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
         try:
-            proc.wait(timeout=FLEET_STOP_TIMEOUT)
+            proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
