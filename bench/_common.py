@@ -281,8 +281,8 @@ def _short_path(path: str) -> str:
     return os.path.basename(path)
 
 
-def machine() -> list[str]:
-    """Lines describing where the numbers come from."""
+def machine(packages: Sequence[str] = ("aiohttp", "openai", "orjson")) -> list[str]:
+    """Lines describing where the numbers come from, with `packages`' versions."""
     cpu = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as info:
@@ -292,7 +292,7 @@ def machine() -> list[str]:
         pass
     allowed = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
     cores = f"{os.cpu_count()} logical cores" + (f" ({allowed} usable)" if allowed else "")
-    versions = ", ".join(f"{p} {_version(p)}" for p in ("aiohttp", "openai", "orjson"))
+    versions = ", ".join(f"{p} {_version(p)}" for p in packages)
     return [
         f"machine: {cpu}, {cores}, {platform.system()} {platform.release()}",
         f"python: {platform.python_implementation()} {platform.python_version()}; {versions}",

@@ -32,7 +32,6 @@ import argparse
 import asyncio
 import gc
 import os
-import platform
 import statistics
 import sys
 import time
@@ -58,6 +57,7 @@ from bastion import (
 from bastion.agents import Agent, Tool
 from bastion.memory import Memory
 from bastion.memory.sqlite import SqliteStore
+from bench._common import machine
 from bench.agent_peers import Turn, openai_agents_turn, pydantic_ai_turn, version
 from bench.agent_profile import BASTION, BASTION_MEMORY, FLOOR, profile
 
@@ -280,22 +280,6 @@ def verdict(rows: Sequence[Row]) -> str:
     )
 
 
-def machine() -> list[str]:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as info:
-            names = [ln.split(":", 1)[1].strip() for ln in info if ln.startswith("model name")]
-        cpu = names[0] if names else cpu
-    except OSError:
-        pass
-    packages = ("pydantic", "pydantic-ai-slim", "openai-agents", "aiosqlite")
-    return [
-        f"machine: {cpu}, {os.cpu_count()} logical cores, {platform.system()} {platform.release()}",
-        f"python: {platform.python_implementation()} {platform.python_version()}; "
-        + ", ".join(f"{p} {version(p)}" for p in packages),
-    ]
-
-
 # --- entry point -----------------------------------------------------------------------
 
 
@@ -347,7 +331,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     # Piped output (a log, a file) would otherwise be cut to 80 columns.
     console = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
-    for line in (f"command: {command(args)}", *machine()):
+    for line in (
+        f"command: {command(args)}",
+        *machine(("pydantic", "pydantic-ai-slim", "openai-agents", "aiosqlite")),
+    ):
         console.print(line)
     console.print(
         f"{args.turns * args.rounds} timed turns per row: {args.rounds} rounds × "
