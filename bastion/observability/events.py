@@ -98,6 +98,9 @@ class DegradedAnswer:
 
 @dataclass(frozen=True, slots=True)
 class RequestFinished:
+    """A request ended. `model` is what the caller asked for (a group, an endpoint id,
+    or an ad-hoc list joined with "+"); `endpoint` is what answered, if anything."""
+
     request_id: str
     endpoint: str | None
     ok: bool
@@ -105,6 +108,7 @@ class RequestFinished:
     duration: float
     stream: bool
     kind: str | None = None
+    model: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

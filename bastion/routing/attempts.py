@@ -213,6 +213,7 @@ class RequestRun:
                     self.core.clock.now() - self.started,
                     self.stream,
                     None if ok else (self.final_kind or ErrorKind.UNKNOWN).value,
+                    self.plan.name,
                 )
             )
 

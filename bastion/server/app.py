@@ -16,7 +16,7 @@ from aiohttp import web
 
 from bastion.server.agents_api import add_agent_routes
 from bastion.server.agents_ws import add_agent_socket_routes
-from bastion.server.auth import auth_middleware
+from bastion.server.auth import authorize
 from bastion.server.control_api import add_control_routes
 from bastion.server.errors import ApiError
 from bastion.server.gateway import Gateway
@@ -38,10 +38,12 @@ _HTTP_CODES = {
 
 
 @web.middleware
-async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Every error leaves in OpenAI's shape; nothing internal leaks into a body."""
+async def gateway_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Authenticates the request (`authorize`) and gives every error OpenAI's shape;
+    nothing internal leaks into a body. One middleware for both: each layer of
+    aiohttp's middleware chain costs a wrapper call per request."""
     try:
-        return await handler(request)
+        return await authorize(request, handler)
     except ApiError as exc:
         return exc.response()
     except web.HTTPException as exc:
@@ -63,9 +65,11 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
 
 
 def create_app(gateway: Gateway) -> web.Application:
+    # Outermost, so that the server span sees the status the error handling sets.
+    tracing = () if gateway.tracing is None else (gateway.tracing.middleware,)
     app = web.Application(
         client_max_size=gateway.config.server.max_body,
-        middlewares=[error_middleware, auth_middleware],
+        middlewares=[*tracing, gateway_middleware],
     )
     app[GATEWAY] = gateway
     add_openai_routes(app)

@@ -46,7 +46,7 @@ __all__ = [
     "Principal",
     "RateLimits",
     "actor",
-    "auth_middleware",
+    "authorize",
     "presented_key",
     "required_access",
 ]
@@ -200,9 +200,9 @@ def _refuse(
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-@web.middleware
-async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Authenticate the request and check its scope; sets `request[PRINCIPAL]`."""
+async def authorize(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Authenticate the request and check its scope; sets `request[PRINCIPAL]`.
+    Called by the app's one middleware (one middleware layer costs ~2 µs a request)."""
     keys = request.app[GATEWAY].keys
     path = request.rel_url.path_safe
     access = required_access(request.method, path)

@@ -14,6 +14,7 @@ import contextlib
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import structlog
 
@@ -24,6 +25,11 @@ from bastion.routing import Router
 from bastion.routing.status import EndpointStatus
 from bastion.server.agents_runtime import AgentHost, plan_agents
 from bastion.server.auth import AuditLog, KeyRing, RateLimits
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import TracerProvider
+
+    from bastion.server.tracing import GatewayTracing
 
 _log = structlog.get_logger("bastion.server")
 
@@ -52,15 +58,27 @@ class EventFanout:
 
 
 class Gateway:
-    """Everything a request handler needs, behind one object stored on the app."""
+    """Everything a request handler needs, behind one object stored on the app.
 
-    def __init__(self, config: BastionConfig, *, source: Path | None = None) -> None:
+    `tracer_provider` replaces the one `tracing:` would build (tests, an application
+    embedding the gateway); it is used only when the config enables tracing."""
+
+    def __init__(
+        self,
+        config: BastionConfig,
+        *,
+        source: Path | None = None,
+        tracer_provider: TracerProvider | None = None,
+    ) -> None:
         self.config = config
         self.source = source
         self.started_at = time.time()
         self.fanout = EventFanout()
         self.metrics = Metrics()
         self.fanout.subscribe(self.metrics)
+        self.tracing = _tracing(config, tracer_provider)
+        if self.tracing is not None:
+            self.fanout.subscribe(self.tracing.recorder)
         self.keys = KeyRing.from_settings(config.auth)
         self.limits = RateLimits(config.auth)
         self.audit = AuditLog()
@@ -88,6 +106,8 @@ class Gateway:
             await router.aclose()
         self._retired.clear()
         await self.agents.close()
+        if self.tracing is not None:  # last: closing the routers may still finish spans
+            await self.tracing.close()
 
     @contextlib.contextmanager
     def using_router(self) -> Iterator[Router]:
@@ -125,6 +145,10 @@ class Gateway:
             plans = plan_agents(config)  # ConfigError here: nothing has changed
             await self.agents.prepare(config.memory, plans)
             old = self.router
+            if self.tracing is not None:
+                self.tracing.describe(config)
+            if config.tracing != self.config.tracing:
+                _log.warning("tracing settings take effect at the next start")
             new = Router.from_config(config, hooks=[self.fanout], previous=old)
             await new.start()
             self.router = new
@@ -152,3 +176,19 @@ class Gateway:
             _log.error("config reload refused", error=str(exc))
             return
         self.audit.record("signal", "reload", str(self.source), "ok")
+
+
+def _tracing(config: BastionConfig, provider: TracerProvider | None) -> GatewayTracing | None:
+    """The gateway's tracing, if the config enables it. Imported here, not at the top,
+    so that without the `otel` extra OpenTelemetry is never loaded (the config schema
+    has already refused `enabled: true` without it)."""
+    if not config.tracing.enabled:
+        return None
+    from bastion.server.tracing import GatewayTracing
+
+    if provider is not None:
+        tracing = GatewayTracing(provider)
+    else:
+        tracing = GatewayTracing.from_settings(config.tracing)
+    tracing.describe(config)
+    return tracing
