@@ -16,9 +16,10 @@ class Timeouts:
     """Per-attempt time bounds, in seconds.
 
     `connect` bounds the TCP/TLS handshake; `headers` the wait for response headers
-    (None: `first_token` for streams, `total` otherwise); `first_token` the wait for
-    the first content of a stream; `idle` the gap between two chunks; `total` the
-    whole attempt.
+    (None: `first_token` for streams; for a complete answer the headers come with it,
+    so only `total` bounds them); `first_token` the wait for the first content of a
+    stream; `idle` the gap between two chunks; `total` the whole attempt. `total`,
+    `first_token` and `idle` are enforced by the router around the model's call.
     """
 
     connect: float = 2.0
@@ -27,10 +28,12 @@ class Timeouts:
     idle: float = 30.0
     total: float = 120.0
 
-    def headers_for(self, stream: bool) -> float:
+    def headers_for(self, stream: bool) -> float | None:
+        """The model's own bound on the headers; None leaves it to the attempt's `total`
+        (one timer per attempt instead of two on the hot path)."""
         if self.headers is not None:
             return self.headers
-        return self.first_token if stream else self.total
+        return self.first_token if stream else None
 
 
 @dataclass(frozen=True, slots=True)

@@ -187,31 +187,37 @@ class HttpClient:
         *,
         headers: Mapping[str, str],
         body: bytes | None = None,
-        wait: float,
+        wait: float | None,
         phase: str = "headers",
     ) -> aiohttp.ClientResponse:
         """Send a request and return its 2xx response, headers read, body unread.
 
-        `wait` bounds the time until the response headers (→ `UpstreamTimeout(phase)`).
+        `wait` bounds the time until the response headers (→ `UpstreamTimeout(phase)`);
+        None sets no bound here (the caller bounds the whole call).
         A non-2xx answer raises `UpstreamError` built from its status, headers and a
         bounded excerpt of its body; transport failures are translated.
         """
         session = self._session_for_use()
+        request = session.request(
+            method,
+            url,
+            data=body,
+            headers=headers,
+            timeout=self._timeout,
+            # A redirected POST silently becomes a GET without its body.
+            allow_redirects=False,
+        )
+        bound: asyncio.Timeout | None = None
         try:
-            async with asyncio.timeout(wait) as bound:
-                resp = await session.request(
-                    method,
-                    url,
-                    data=body,
-                    headers=headers,
-                    timeout=self._timeout,
-                    # A redirected POST silently becomes a GET without its body.
-                    allow_redirects=False,
-                )
+            if wait is None:
+                resp = await request
+            else:
+                async with asyncio.timeout(wait) as bound:
+                    resp = await request
         except TimeoutError as exc:
             # aiohttp's own connect timeout is a TimeoutError too; only an expired
             # `bound` means the headers were late.
-            if bound.expired():
+            if bound is not None and wait is not None and bound.expired():
                 raise UpstreamTimeout(phase, wait, endpoint=self._endpoint.id) from exc
             raise self.translate(exc) from exc
         except _TRANSPORT_ERRORS as exc:
@@ -220,7 +226,9 @@ class HttpClient:
             raise await self._status_error(resp, wait)
         return resp
 
-    async def _status_error(self, resp: aiohttp.ClientResponse, wait: float) -> UpstreamError:
+    async def _status_error(
+        self, resp: aiohttp.ClientResponse, wait: float | None
+    ) -> UpstreamError:
         body = b""
         try:
             # The body is part of the answer; if it does not come, the status still speaks.

@@ -18,16 +18,9 @@ may drop endpoints. They are read from the router's status at each scrape instea
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Protocol
 
-from prometheus_client import (
-    CONTENT_TYPE_LATEST,
-    CollectorRegistry,
-    Counter,
-    Histogram,
-    generate_latest,
-)
-from prometheus_client.metrics import MetricWrapperBase
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -42,6 +35,7 @@ from bastion.observability.events import (
     RetryScheduled,
     StreamSeam,
 )
+from bastion.observability.families import CounterFamily, FamilyCollector, HistogramFamily
 from bastion.resilience.breaker import BreakerState, BreakerTransition
 from bastion.resilience.outlier import Ejected
 
@@ -62,25 +56,6 @@ _OVERHEAD_BUCKETS = (
 _INTER_TOKEN_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
 _BREAKER_VALUE = {BreakerState.CLOSED: 0.0, BreakerState.HALF_OPEN: 1.0, BreakerState.OPEN: 2.0}
-
-M = TypeVar("M", bound=MetricWrapperBase)
-
-
-class _Bound(Generic[M]):
-    """A labelled metric whose children are bound once per label tuple and cached:
-    `metric.labels()` takes a lock and validates its arguments on every call."""
-
-    __slots__ = ("_children", "_metric")
-
-    def __init__(self, metric: M) -> None:
-        self._metric = metric
-        self._children: dict[tuple[str, ...], M] = {}
-
-    def __call__(self, *labels: str) -> M:
-        child = self._children.get(labels)
-        if child is None:
-            child = self._children[labels] = self._metric.labels(*labels)
-        return child
 
 
 class EndpointGauges(Protocol):
@@ -145,144 +120,114 @@ class Metrics:
     """The gateway's Prometheus metrics. Call it with events; see the module docstring."""
 
     def __init__(self) -> None:
-        self.registry = CollectorRegistry()
-        reg = self.registry
-        self._requests = _Bound(
-            Counter(
-                "bastion_requests_total",
-                "Client requests by model asked for, outcome (ok, error) and streaming.",
-                ["model", "outcome", "stream"],
-                registry=reg,
-            )
-        )
-        self._attempts = _Bound(
-            Counter(
-                "bastion_attempts_total",
-                "Upstream attempts by endpoint and outcome (ok, or the error kind).",
-                ["endpoint", "outcome"],
-                registry=reg,
-            )
-        )
-        self._retries = _Bound(
-            Counter(
-                "bastion_retries_total",
-                "Retries scheduled on the same endpoint, by error kind.",
-                ["endpoint", "kind"],
-                registry=reg,
-            )
-        )
-        self._failovers = _Bound(
-            Counter(
-                "bastion_failovers_total",
-                "Requests that left an endpoint for the next target, by error kind.",
-                ["endpoint", "kind"],
-                registry=reg,
-            )
-        )
-        self._seams = _Bound(
-            Counter(
-                "bastion_stream_seams_total",
-                "Streams continued on another endpoint after tokens were sent.",
-                ["from_endpoint", "to_endpoint", "mode"],
-                registry=reg,
-            )
-        )
-        self._hedges = _Bound(
-            Counter(
-                "bastion_hedges_total",
-                "Hedged attempts started, and hedges that answered first.",
-                ["outcome"],
-                registry=reg,
-            )
-        )
-        self._ejections = _Bound(
-            Counter(
-                "bastion_ejections_total",
-                "Outlier ejections per endpoint.",
-                ["endpoint"],
-                registry=reg,
-            )
-        )
-        self._degraded = _Bound(
-            Counter(
-                "bastion_degraded_total",
-                "Degraded answers given per model group.",
-                ["group"],
-                registry=reg,
-            )
-        )
-        self._transitions = _Bound(
-            Counter(
-                "bastion_breaker_transitions_total",
-                "Circuit breaker state changes per endpoint, by the state entered.",
-                ["endpoint", "state"],
-                registry=reg,
-            )
-        )
-        self._panics = Counter(
+        families: list[CounterFamily | HistogramFamily] = []
+
+        def counter(name: str, documentation: str, labels: Sequence[str] = ()) -> CounterFamily:
+            family = CounterFamily(name, documentation, labels)
+            families.append(family)
+            return family
+
+        def histogram(
+            name: str, documentation: str, labels: Sequence[str], bounds: Sequence[float]
+        ) -> HistogramFamily:
+            family = HistogramFamily(name, documentation, labels, bounds)
+            families.append(family)
+            return family
+
+        self._requests = counter(
+            "bastion_requests_total",
+            "Client requests by model asked for, outcome (ok, error) and streaming.",
+            ["model", "outcome", "stream"],
+        ).child
+        self._attempts = counter(
+            "bastion_attempts_total",
+            "Upstream attempts by endpoint and outcome (ok, or the error kind).",
+            ["endpoint", "outcome"],
+        ).child
+        self._retries = counter(
+            "bastion_retries_total",
+            "Retries scheduled on the same endpoint, by error kind.",
+            ["endpoint", "kind"],
+        ).child
+        self._failovers = counter(
+            "bastion_failovers_total",
+            "Requests that left an endpoint for the next target, by error kind.",
+            ["endpoint", "kind"],
+        ).child
+        self._seams = counter(
+            "bastion_stream_seams_total",
+            "Streams continued on another endpoint after tokens were sent.",
+            ["from_endpoint", "to_endpoint", "mode"],
+        ).child
+        self._hedges = counter(
+            "bastion_hedges_total",
+            "Hedged attempts started, and hedges that answered first.",
+            ["outcome"],
+        ).child
+        self._ejections = counter(
+            "bastion_ejections_total",
+            "Outlier ejections per endpoint.",
+            ["endpoint"],
+        ).child
+        self._degraded = counter(
+            "bastion_degraded_total",
+            "Degraded answers given per model group.",
+            ["group"],
+        ).child
+        self._transitions = counter(
+            "bastion_breaker_transitions_total",
+            "Circuit breaker state changes per endpoint, by the state entered.",
+            ["endpoint", "state"],
+        ).child
+        self._panics = counter(
             "bastion_panic_total",
             "Requests whose every target was out of service and were tried anyway.",
-            registry=reg,
-        )
-        self._events_dropped = Counter(
+        ).child()
+        self._events_dropped = counter(
             "bastion_events_dropped_total",
             "Events dropped because an event-stream client read too slowly.",
-            registry=reg,
-        )
-        self._request_duration = _Bound(
-            Histogram(
-                "bastion_request_duration_seconds",
-                "Client request wall time, failovers and backoff included.",
-                ["model", "stream"],
-                buckets=_LATENCY_BUCKETS,
-                registry=reg,
-            )
-        )
-        self._first_token = _Bound(
-            Histogram(
-                "bastion_request_time_to_first_token_seconds",
-                "Time from a streaming request's arrival to its first token, as the "
-                "client sees it (failovers before the first token included).",
-                ["model"],
-                buckets=_TTFT_BUCKETS,
-                registry=reg,
-            )
-        )
-        self._attempt_duration = _Bound(
-            Histogram(
-                "bastion_attempt_duration_seconds",
-                "Upstream attempt wall time per endpoint.",
-                ["endpoint"],
-                buckets=_LATENCY_BUCKETS,
-                registry=reg,
-            )
-        )
-        self._ttft = _Bound(
-            Histogram(
-                "bastion_time_to_first_token_seconds",
-                "Upstream time to first token per endpoint (successful attempts).",
-                ["endpoint"],
-                buckets=_TTFT_BUCKETS,
-                registry=reg,
-            )
-        )
-        self._inter_token = _Bound(
-            Histogram(
-                "bastion_inter_token_seconds",
-                "Gaps between consecutive stream chunks relayed to the client.",
-                ["endpoint"],
-                buckets=_INTER_TOKEN_BUCKETS,
-                registry=reg,
-            )
-        )
-        self._overhead = Histogram(
+        ).child()
+        self._request_duration = histogram(
+            "bastion_request_duration_seconds",
+            "Client request wall time, failovers and backoff included.",
+            ["model", "stream"],
+            _LATENCY_BUCKETS,
+        ).child
+        self._first_token = histogram(
+            "bastion_request_time_to_first_token_seconds",
+            "Time from a streaming request's arrival to its first token, as the "
+            "client sees it (failovers before the first token included).",
+            ["model"],
+            _TTFT_BUCKETS,
+        ).child
+        self._attempt_duration = histogram(
+            "bastion_attempt_duration_seconds",
+            "Upstream attempt wall time per endpoint.",
+            ["endpoint"],
+            _LATENCY_BUCKETS,
+        ).child
+        self._ttft = histogram(
+            "bastion_time_to_first_token_seconds",
+            "Upstream time to first token per endpoint (successful attempts).",
+            ["endpoint"],
+            _TTFT_BUCKETS,
+        ).child
+        self._inter_token = histogram(
+            "bastion_inter_token_seconds",
+            "Gaps between consecutive stream chunks relayed to the client.",
+            ["endpoint"],
+            _INTER_TOKEN_BUCKETS,
+        ).child
+        self._overhead = histogram(
             "bastion_overhead_seconds",
             "Bastion's own time per request: wall time less upstream time and backoff.",
-            buckets=_OVERHEAD_BUCKETS,
-            registry=reg,
-        )
+            (),
+            _OVERHEAD_BUCKETS,
+        ).child()
+        self.registry = CollectorRegistry()
+        self.registry.register(FamilyCollector(families))
         self._endpoints = _EndpointCollector()
-        reg.register(self._endpoints)
+        self.registry.register(self._endpoints)
         self._models: set[str] = set()
         self._on: dict[type, Callable[[Any], None]] = {
             AttemptFinished: self._attempt,

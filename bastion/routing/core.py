@@ -19,7 +19,7 @@ from bastion.resilience.retry import RetryPolicy
 from bastion.routing.endpoints import EndpointRuntime
 from bastion.routing.groups import ModelGroup, RetryOverrides, Target
 from bastion.routing.options import RouterOptions
-from bastion.routing.plan import Plan, expand, is_static, make_plan
+from bastion.routing.plan import Candidate, Plan, expand, is_static, make_plan
 from bastion.routing.spec import ModelSpec, ResolvedSpec, resolve
 from bastion.types import RuntimeContext
 
@@ -107,7 +107,7 @@ class RouterCore:
         self.health = HealthChecker(clock=clock, on_change=bus.emit)
         self._policies: dict[tuple[str, str, int | None], RetryPolicy] = {}
         self._rules: dict[tuple[str, str], tuple[Rule, ...]] = {}
-        self._static: dict[str, tuple[ResolvedSpec, list[Target]]] = {}
+        self._static: dict[str, tuple[ResolvedSpec, list[Target], Plan]] = {}
         self._ids = itertools.count(1)
         self._id_prefix = os.urandom(3).hex()
 
@@ -116,24 +116,42 @@ class RouterCore:
     async def plan(self, spec: ModelSpec, context: RuntimeContext) -> Plan:
         cached = self._static.get(spec) if isinstance(spec, str) else None
         if cached is not None:
-            resolved, targets = cached
+            resolved, targets, whole = cached
+            detector = self.detectors.get(resolved.name, self.detectors[ALL_ENDPOINTS])
+            # The common case, every target in service: the plan built once will do.
+            for candidate in whole.candidates:
+                if not self._in_service(candidate.runtime, detector):
+                    break
+            else:
+                return whole
         else:
             resolved = await resolve(spec, context, self.groups, self.runtimes)
             targets = expand(resolved.group, self.groups, self.runtimes, self.rng)
+            detector = self.detectors.get(resolved.name, self.detectors[ALL_ENDPOINTS])
             if isinstance(spec, str) and is_static(resolved.group, self.groups):
                 # Groups never change during a router's life (a reload builds a new one).
-                self._static[spec] = (resolved, targets)
-        detector = self.detectors.get(resolved.name, self.detectors[ALL_ENDPOINTS])
+                whole = Plan(
+                    resolved.name,
+                    resolved.group,
+                    tuple(Candidate(self.runtimes[t.endpoint], t) for t in targets),
+                )
+                self._static[spec] = (resolved, targets, whole)
+        return make_plan(
+            resolved.name,
+            resolved.group,
+            targets,
+            self.runtimes,
+            lambda rt: self._in_service(rt, detector),
+        )
 
-        def in_service(rt: EndpointRuntime) -> bool:
-            return (
-                rt.breaker.available()
-                and not detector.is_ejected(rt.id)
-                and self.health.is_healthy(rt.id)
-                and not rt.full
-            )
-
-        return make_plan(resolved.name, resolved.group, targets, self.runtimes, in_service)
+    def _in_service(self, rt: EndpointRuntime, detector: OutlierDetector) -> bool:
+        return (
+            not rt.isolated
+            and rt.breaker.available()
+            and not detector.is_ejected(rt.id)
+            and self.health.is_healthy(rt.id)
+            and not rt.full
+        )
 
     def next_request_id(self) -> str:
         return f"{self._id_prefix}-{next(self._ids)}"
