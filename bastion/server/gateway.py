@@ -10,9 +10,8 @@ are rebuilt against the new router and swapped in with it (see `agents_runtime`)
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -55,6 +54,24 @@ class EventFanout:
                 hook(event)
             except Exception:
                 _log.exception("event subscriber failed", subscriber=repr(hook))
+
+
+class RouterHold:
+    """`with gateway.using_router() as router:`. A class rather than a generator-based
+    context manager: it runs for every request, and costs a third as much."""
+
+    __slots__ = ("_gateway", "_router")
+
+    def __init__(self, gateway: Gateway) -> None:
+        self._gateway = gateway
+        self._router = gateway.router
+
+    def __enter__(self) -> Router:
+        self._gateway._hold(self._router)
+        return self._router
+
+    def __exit__(self, *_: object) -> None:
+        self._gateway._let_go(self._router)
 
 
 class Gateway:
@@ -109,23 +126,24 @@ class Gateway:
         if self.tracing is not None:  # last: closing the routers may still finish spans
             await self.tracing.close()
 
-    @contextlib.contextmanager
-    def using_router(self) -> Iterator[Router]:
-        """The router for one request, held until the request ends."""
-        router = self.router
+    def using_router(self) -> RouterHold:
+        """The router for one request, held until the request ends (a `with` block)."""
+        return RouterHold(self)
+
+    def _hold(self, router: Router) -> None:
         key = id(router)
         self._in_flight[key] = self._in_flight.get(key, 0) + 1
-        try:
-            yield router
-        finally:
-            left = self._in_flight[key] - 1
-            if left:
-                self._in_flight[key] = left
-            else:
-                del self._in_flight[key]
-                retired = self._retired.pop(key, None)
-                if retired is not None:
-                    asyncio.get_running_loop().create_task(retired.aclose())
+
+    def _let_go(self, router: Router) -> None:
+        key = id(router)
+        left = self._in_flight[key] - 1
+        if left:
+            self._in_flight[key] = left
+            return
+        del self._in_flight[key]
+        retired = self._retired.pop(key, None)
+        if retired is not None:
+            asyncio.get_running_loop().create_task(retired.aclose())
 
     async def set_isolation(self, endpoint: str, isolated: bool) -> EndpointStatus:
         """Isolate or recover `endpoint` on the live router; KeyError if unknown."""
