@@ -9,7 +9,6 @@ time forward at once, so code that waits for minutes runs in microseconds.
 from __future__ import annotations
 
 import asyncio
-import math
 import time
 from collections.abc import Awaitable
 from typing import Protocol, TypeVar
@@ -111,17 +110,17 @@ class SlidingCounter:
             raise ValueError(f"window must be positive, got {window}")
         if buckets < 1:
             raise ValueError(f"buckets must be at least 1, got {buckets}")
-        self._clock = clock
+        self._now = clock.now
         self._width = window / buckets
         self._counts = [0] * buckets
         self._total = 0
         self._epoch = self._epoch_now()
 
     def _epoch_now(self) -> int:
-        return math.floor(self._clock.now() / self._width)
+        # `//` floors like math.floor, and saves a call: this runs on every request.
+        return int(self._now() // self._width)
 
-    def _roll(self) -> None:
-        epoch = self._epoch_now()
+    def _roll(self, epoch: int) -> None:
         gap = epoch - self._epoch
         if gap <= 0:
             return
@@ -138,13 +137,15 @@ class SlidingCounter:
 
     def add(self, n: int = 1) -> None:
         """Count `n` events now."""
-        self._roll()
+        epoch = self._epoch_now()
+        if epoch != self._epoch:
+            self._roll(epoch)
         self._counts[self._epoch % len(self._counts)] += n
         self._total += n
 
     def total(self) -> int:
         """The events counted within the window."""
-        self._roll()
+        self._roll(self._epoch_now())
         return self._total
 
     def clear(self) -> None:
