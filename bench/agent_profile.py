@@ -75,17 +75,19 @@ async def profile(rows: dict[str, Turn], turns: int, warmup: int) -> list[str]:
         by_area = ", ".join(f"{a} {t * us:+.1f}" for a, t in sorted(areas.items(), key=_size))
         lines.append(f"{name}, beyond the {FLOOR} (cProfile own time per turn):")
         lines.append(f"  total {total * us:+.1f} µs; by area: {by_area}")
-        puts = mine.get(_AIOSQLITE_PUT)
-        if puts:
-            lines.append(f"  {puts[0] / turns:.1f} requests to SQLite's worker thread per turn")
+        hops = sum(calls for key, (calls, _) in mine.items() if _is_thread_hop(key))
+        if hops:
+            lines.append(f"  {hops / turns:.1f} requests to SQLite's worker thread per turn")
         for (path, line, fn), (calls, seconds) in sorted(extra.items(), key=_own)[:TOP_FUNCTIONS]:
             where = f"{_short(path)}:{line}({fn})" if line else fn
             lines.append(f"  {seconds * us:+7.1f} µs  {calls / turns:5.1f} calls  {where}")
     return lines
 
 
-# aiosqlite hands each statement (and each BEGIN, COMMIT) to its thread with one put.
-_AIOSQLITE_PUT = ("~", 0, "<method 'put_nowait' of '_queue.SimpleQueue' objects>")
+def _is_thread_hop(key: tuple[str, int, str]) -> bool:
+    """The SQLite store hands each operation to its thread with one executor submit."""
+    path, _, fn = key
+    return fn == "submit" and path.endswith("concurrent/futures/thread.py")
 
 
 def _own(item: tuple[object, tuple[int, float]]) -> float:

@@ -333,7 +333,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     console = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
     for line in (
         f"command: {command(args)}",
-        *machine(("pydantic", "pydantic-ai-slim", "openai-agents", "aiosqlite")),
+        *machine(("pydantic", "pydantic-ai-slim", "openai-agents")),
     ):
         console.print(line)
     console.print(

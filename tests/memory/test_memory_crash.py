@@ -165,7 +165,9 @@ async def test_sqlite_writer_killed_mid_transaction_leaves_a_consistent_thread(t
     async with SqliteStore(path, busy_timeout=1.0) as store:
         thread = await store.get_thread("t")
         contents = [m.content for m in await store.messages("t")]
-        integrity = await store._writer.execute_fetchall("PRAGMA integrity_check")
+        integrity = await store._writer.call(
+            lambda c: c.execute("PRAGMA integrity_check").fetchall()
+        )
 
         assert thread.version == 3
         assert contents == ["q0", "a0", "q1", "a1", "q2", "a2"]
