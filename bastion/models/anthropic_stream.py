@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 
 from bastion.models.anthropic_wire import error_kind, finish_reason, input_tokens
-from bastion.models.http import error_message
+from bastion.models.http_errors import error_message
 from bastion.models.sse import SseEvent
 from bastion.resilience.errors import ErrorKind, StreamBroken, kind_of_message
 from bastion.types import StreamEvent, StreamFinish, TextDelta, ToolCallDelta, Usage

@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 import orjson
 
 from bastion.models.base import Endpoint
-from bastion.models.http import error_message
+from bastion.models.http_errors import error_message
 from bastion.resilience.errors import ErrorKind, UpstreamError, kind_of_message
 from bastion.types import (
     ChatRequest,

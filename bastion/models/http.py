@@ -4,7 +4,7 @@ Each model holds one `HttpClient`. It owns the aiohttp session or borrows one th
 is injected (the seam tests and embedding applications use), sends requests with the
 endpoint's connect and response-header bounds, turns a non-2xx answer into an
 `UpstreamError`, and translates aiohttp/asyncio exceptions into the error tree
-through one table, `_TRANSLATIONS`.
+through one table, `TRANSLATIONS`.
 
 What is bounded here and what is not: connecting (`Timeouts.connect`) and waiting for
 the response headers (`Timeouts.headers_for(stream)`). The first token, the gaps
@@ -18,12 +18,13 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any, NamedTuple
+from typing import Any
 
 import aiohttp
 import orjson
 
 from bastion.models.base import Endpoint
+from bastion.models.http_errors import TRANSLATIONS, Translation, body_message, error_message
 from bastion.models.sse import SseError
 from bastion.resilience.errors import (
     ErrorKind,
@@ -49,40 +50,6 @@ BODY_LIMIT = 64 * 1024 * 1024
 _TRANSPORT_ERRORS = (aiohttp.ClientError, OSError, SseError)
 
 
-class _Translation(NamedTuple):
-    exc_type: type[BaseException]
-    kind: ErrorKind
-    what: str
-    phase: str | None = None  # a timeout phase: the error becomes UpstreamTimeout
-
-
-# Foreign exceptions → our error tree. Most specific first: the first row the exception
-# is an instance of wins (aiohttp's classes inherit from one another and from OSError,
-# TimeoutError and ConnectionError, so the order is the meaning).
-_TRANSLATIONS: tuple[_Translation, ...] = (
-    _Translation(SseError, ErrorKind.PROTOCOL, "malformed event stream"),
-    _Translation(aiohttp.ConnectionTimeoutError, ErrorKind.TIMEOUT, "connect", "connect"),
-    _Translation(aiohttp.ClientConnectorDNSError, ErrorKind.CONNECTION, "DNS lookup failed"),
-    _Translation(
-        aiohttp.ClientConnectorCertificateError, ErrorKind.CONNECTION, "TLS certificate rejected"
-    ),
-    _Translation(aiohttp.ClientSSLError, ErrorKind.CONNECTION, "TLS handshake failed"),
-    _Translation(aiohttp.ClientConnectorError, ErrorKind.CONNECTION, "cannot connect"),
-    _Translation(aiohttp.ServerDisconnectedError, ErrorKind.CONNECTION, "server disconnected"),
-    _Translation(aiohttp.ClientPayloadError, ErrorKind.CONNECTION, "response body cut short"),
-    _Translation(aiohttp.ServerTimeoutError, ErrorKind.TIMEOUT, "socket timed out"),
-    _Translation(aiohttp.ClientConnectionResetError, ErrorKind.CONNECTION, "connection reset"),
-    _Translation(aiohttp.ClientConnectionError, ErrorKind.CONNECTION, "connection failed"),
-    # A base_url aiohttp cannot use is the endpoint's fault: fail over, like a refusal.
-    _Translation(aiohttp.InvalidURL, ErrorKind.CONNECTION, "invalid URL"),
-    _Translation(aiohttp.ClientResponseError, ErrorKind.PROTOCOL, "malformed HTTP response"),
-    _Translation(ConnectionError, ErrorKind.CONNECTION, "connection failed"),
-    _Translation(TimeoutError, ErrorKind.TIMEOUT, "timed out"),
-    _Translation(OSError, ErrorKind.CONNECTION, "network error"),
-    _Translation(aiohttp.ClientError, ErrorKind.UNKNOWN, "HTTP client error"),
-)
-
-
 def _json_default(value: object) -> object:
     # Request fields are typed as Mapping (often MappingProxyType) so that frozen
     # requests stay immutable; orjson only encodes real dicts natively.
@@ -94,33 +61,6 @@ def _json_default(value: object) -> object:
 def encode_json(value: object) -> bytes:
     """A request body as JSON bytes (orjson; read-only mappings encoded as objects)."""
     return orjson.dumps(value, default=_json_default)
-
-
-def error_message(data: object) -> str | None:
-    """The human message of a provider's parsed error JSON, if it is one.
-
-    Understands `{"error": {"message": ...}}` (OpenAI, Anthropic), `{"error": "..."}`
-    and the flat `{"message": ...}` / `{"detail": ...}` of some compatible servers.
-    """
-    if not isinstance(data, dict):
-        return None
-    error = data.get("error")
-    if isinstance(error, dict):
-        error = error.get("message")
-    if isinstance(error, str) and error:
-        return error
-    for key in ("message", "detail"):
-        value = data.get(key)
-        if isinstance(value, str) and value:
-            return value
-    return None
-
-
-def _body_message(body: bytes) -> str | None:
-    try:
-        return error_message(orjson.loads(body))
-    except orjson.JSONDecodeError:
-        return None
 
 
 async def read_bounded(content: aiohttp.StreamReader, limit: int) -> tuple[bytes, bool]:
@@ -240,7 +180,7 @@ class HttpClient:
             finish_response(resp)
         text = self.redact(body.decode("utf-8", "replace"))
         headers = lower_headers(resp.headers)
-        message = _body_message(body)
+        message = body_message(body)
         message = self.redact(message) if message else f"HTTP {resp.status} {resp.reason or ''}"
         return UpstreamError(
             kind_of_response(resp.status, text),
@@ -305,9 +245,9 @@ class HttpClient:
 
         `broken` says a 200 stream was under way: the error is then a `StreamBroken`.
         """
-        row = next((r for r in _TRANSLATIONS if isinstance(exc, r.exc_type)), None)
+        row = next((r for r in TRANSLATIONS if isinstance(exc, r.exc_type)), None)
         if row is None:
-            row = _Translation(BaseException, ErrorKind.UNKNOWN, "unexpected failure")
+            row = Translation(BaseException, ErrorKind.UNKNOWN, "unexpected failure")
         if row.phase is not None and not broken:
             return UpstreamTimeout(
                 row.phase, self._endpoint.timeouts.connect, endpoint=self._endpoint.id

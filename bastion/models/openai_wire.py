@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 
 from bastion.models.base import Endpoint
-from bastion.models.http import error_message
+from bastion.models.http_errors import error_message
 from bastion.models.sse import SseEvent
 from bastion.resilience.errors import ErrorKind, StreamBroken, UpstreamError, kind_of_message
 from bastion.types import (

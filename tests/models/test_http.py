@@ -14,7 +14,8 @@ import pytest
 from aiohttp.client_reqrep import ConnectionKey
 
 from bastion.models.base import Timeouts
-from bastion.models.http import HttpClient, encode_json, error_message
+from bastion.models.http import HttpClient, encode_json
+from bastion.models.http_errors import error_message
 from bastion.models.openai import OpenAIChatModel
 from bastion.models.sse import SseError
 from bastion.resilience.errors import ErrorKind, StreamBroken, UpstreamError, UpstreamTimeout

@@ -1,0 +1,78 @@
+"""What upstream failures mean: the table from foreign exceptions to our error kinds, and
+the message inside a provider's error body.
+
+Kept apart from `http.py` because both transports (aiohttp's client for an injected
+session, `h1` for the pool Bastion owns) raise their own exception classes, and one
+ordered table speaks for both.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import aiohttp
+import orjson
+
+from bastion.models.sse import SseError
+from bastion.resilience.errors import ErrorKind
+
+
+class Translation(NamedTuple):
+    exc_type: type[BaseException]
+    kind: ErrorKind
+    what: str
+    phase: str | None = None  # a timeout phase: the error becomes UpstreamTimeout
+
+
+# Foreign exceptions → our error tree. Most specific first: the first row the exception
+# is an instance of wins (aiohttp's classes inherit from one another and from OSError,
+# TimeoutError and ConnectionError, so the order is the meaning).
+TRANSLATIONS: tuple[Translation, ...] = (
+    Translation(SseError, ErrorKind.PROTOCOL, "malformed event stream"),
+    Translation(aiohttp.ConnectionTimeoutError, ErrorKind.TIMEOUT, "connect", "connect"),
+    Translation(aiohttp.ClientConnectorDNSError, ErrorKind.CONNECTION, "DNS lookup failed"),
+    Translation(
+        aiohttp.ClientConnectorCertificateError, ErrorKind.CONNECTION, "TLS certificate rejected"
+    ),
+    Translation(aiohttp.ClientSSLError, ErrorKind.CONNECTION, "TLS handshake failed"),
+    Translation(aiohttp.ClientConnectorError, ErrorKind.CONNECTION, "cannot connect"),
+    Translation(aiohttp.ServerDisconnectedError, ErrorKind.CONNECTION, "server disconnected"),
+    Translation(aiohttp.ClientPayloadError, ErrorKind.CONNECTION, "response body cut short"),
+    Translation(aiohttp.ServerTimeoutError, ErrorKind.TIMEOUT, "socket timed out"),
+    Translation(aiohttp.ClientConnectionResetError, ErrorKind.CONNECTION, "connection reset"),
+    Translation(aiohttp.ClientConnectionError, ErrorKind.CONNECTION, "connection failed"),
+    # A base_url aiohttp cannot use is the endpoint's fault: fail over, like a refusal.
+    Translation(aiohttp.InvalidURL, ErrorKind.CONNECTION, "invalid URL"),
+    Translation(aiohttp.ClientResponseError, ErrorKind.PROTOCOL, "malformed HTTP response"),
+    Translation(ConnectionError, ErrorKind.CONNECTION, "connection failed"),
+    Translation(TimeoutError, ErrorKind.TIMEOUT, "timed out"),
+    Translation(OSError, ErrorKind.CONNECTION, "network error"),
+    Translation(aiohttp.ClientError, ErrorKind.UNKNOWN, "HTTP client error"),
+)
+
+
+def error_message(data: object) -> str | None:
+    """The human message of a provider's parsed error JSON, if it is one.
+
+    Understands `{"error": {"message": ...}}` (OpenAI, Anthropic), `{"error": "..."}`
+    and the flat `{"message": ...}` / `{"detail": ...}` of some compatible servers.
+    """
+    if not isinstance(data, dict):
+        return None
+    error = data.get("error")
+    if isinstance(error, dict):
+        error = error.get("message")
+    if isinstance(error, str) and error:
+        return error
+    for key in ("message", "detail"):
+        value = data.get(key)
+        if isinstance(value, str) and value:
+            return value
+    return None
+
+
+def body_message(body: bytes) -> str | None:
+    try:
+        return error_message(orjson.loads(body))
+    except orjson.JSONDecodeError:
+        return None
