@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-import aiohttp
+from typing import TYPE_CHECKING
 
 from bastion.models.base import ChatModel, Endpoint, HealthCheck, Timeouts
 from bastion.models.scripted import Fail, Reply, ScriptedModel
 
+if TYPE_CHECKING:
+    from bastion.models.http import Transport
+
 PROVIDERS = ("openai", "anthropic", "scripted")
 
 
-def build_model(endpoint: Endpoint, *, session: aiohttp.ClientSession | None = None) -> ChatModel:
+def build_model(endpoint: Endpoint, *, session: Transport | None = None) -> ChatModel:
     """The provider's model for `endpoint`. An injected `session` is shared, not owned."""
     if endpoint.provider == "openai":
         from bastion.models.openai import OpenAIChatModel

@@ -8,12 +8,10 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-import aiohttp
-
 from bastion.models.anthropic_stream import EventDecoder
 from bastion.models.anthropic_wire import API_VERSION, parse_response, request_body
 from bastion.models.base import Endpoint
-from bastion.models.http import HttpClient, encode_json
+from bastion.models.http import HttpClient, Transport, encode_json
 from bastion.models.sse import iter_sse
 from bastion.types import ChatRequest, ChatResponse, Message, StreamEvent
 
@@ -31,7 +29,7 @@ class AnthropicChatModel:
     without it the model creates its own on first use and closes it in `aclose()`.
     """
 
-    def __init__(self, endpoint: Endpoint, *, session: aiohttp.ClientSession | None = None) -> None:
+    def __init__(self, endpoint: Endpoint, *, session: Transport | None = None) -> None:
         self._endpoint = endpoint
         self._http = HttpClient(endpoint, session)
         self._base_url = (endpoint.base_url or DEFAULT_BASE_URL).rstrip("/")

@@ -7,7 +7,9 @@ the tracing hooks — cost about 55 µs of CPU per upstream call, a quarter of t
 gateway's CPU. A gateway call needs none of that machinery: no cookies, redirects,
 proxies, auth helpers or multipart; one request head built as bytes, one write, one
 parser fed as bytes arrive. This client does only that (target: ≤ 15 µs per call beyond
-the socket syscalls).
+the socket syscalls). Measured: 13.6 µs a call with the socket replaced by an
+in-process transport, of which 4.3 µs is the event loop's own round trip; on loopback,
+25–38 µs of client CPU a call (syscalls included) against aiohttp's 62–100.
 
 What it does:
 - `H1Target.parse(url)` once per endpoint; `H1Pool.request()` returns an `H1Response`
@@ -23,7 +25,10 @@ What it does:
   nothing else is ever retried.
 - Only connecting is bounded (`connect_timeout`); callers bound the rest with
   `asyncio.timeout`. Cancellation anywhere closes that connection and frees its slot.
-- Failures raise the errors of `bastion.models.h1_errors` (re-exported here).
+- Failures raise the errors of `h1_errors` (re-exported here, the tree is drawn there).
+
+The pool is here; one connection (Protocol, parser callbacks, `H1Response`) is in
+`h1_conn`, the body stream and Content-Encoding decoding in `h1_body`.
 """
 
 from __future__ import annotations
@@ -37,7 +42,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import quote, urlsplit
 
-from bastion.models.h1_conn import Connection, ConnKey, H1Body, H1Response
+from bastion.models.h1_body import H1Body
+from bastion.models.h1_conn import Connection, ConnKey, H1Response
 from bastion.models.h1_errors import (
     H1ConnectError,
     H1ConnectTimeout,

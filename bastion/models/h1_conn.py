@@ -1,5 +1,5 @@
 """One HTTP/1.1 connection of `bastion.models.h1`: an asyncio Protocol fed to httptools,
-the response it yields, and that response's body stream.
+and the response it yields (its body stream is `h1_body.H1Body`).
 
 A connection carries one exchange at a time. `send()` writes the request and waits for
 the final response head; the body then flows into an `H1Body` while the caller reads
@@ -11,19 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import zlib
-from collections import deque
 from collections.abc import Callable
 from typing import TypeAlias
 
 import httptools
 from multidict import CIMultiDict, CIMultiDictProxy
 
+from bastion.models.h1_body import Decoder, H1Body, decoder_for
 from bastion.models.h1_errors import H1Disconnected, H1Error, H1ProtocolError
 
-# Unread body bytes above which the socket is no longer read (the server then slows
-# down on TCP back-pressure), and below which reading resumes.
-HIGH_WATER = 64 * 1024
-LOW_WATER = 16 * 1024
 # A body up to this size goes out with its head in one write; above it, in slices of
 # this size, each waiting for the transport to drain (bounded buffering).
 WRITE_CHUNK = 64 * 1024
@@ -32,182 +28,6 @@ WRITE_CHUNK = 64 * 1024
 MAX_HEAD = 64 * 1024
 
 ConnKey: TypeAlias = tuple[str, str, int]
-
-
-class _Decoder:
-    """`Content-Encoding: gzip | deflate`, undone as the body arrives."""
-
-    __slots__ = ("_deflate", "_started", "_z")
-
-    def __init__(self, encoding: str) -> None:
-        self._deflate = encoding == "deflate"
-        self._started = False
-        self._z = zlib.decompressobj(zlib.MAX_WBITS | (0 if self._deflate else 16))
-
-    def decompress(self, data: bytes) -> bytes:
-        try:
-            out = self._z.decompress(data)
-        except zlib.error:
-            if not self._deflate or self._started:
-                raise
-            # "deflate" should be zlib-wrapped (RFC 9110 §8.4.1.2); some servers send
-            # the raw stream, which only shows in the first bytes.
-            self._z = zlib.decompressobj(-zlib.MAX_WBITS)
-            out = self._z.decompress(data)
-        self._started = True
-        return out
-
-    def flush(self) -> bytes:
-        return self._z.flush()
-
-
-def decoder_for(encoding: str | None) -> _Decoder | None:
-    """The decoder for a Content-Encoding value; None for identity or one we don't know
-    (the body is then passed through as sent, header included)."""
-    if encoding is None:
-        return None
-    encoding = encoding.strip().lower()
-    if encoding in ("gzip", "x-gzip", "deflate"):
-        return _Decoder("gzip" if encoding == "x-gzip" else encoding)
-    return None
-
-
-class H1Body:
-    """A response body as it arrives; duck-types the parts of `aiohttp.StreamReader`
-    the models use (`read`, `iter_any`, `is_eof`).
-
-    After a failure every read raises the same error. A read cancelled while waiting
-    closes the connection: the rest of the body would otherwise be left on the wire.
-    """
-
-    __slots__ = ("_chunks", "_conn", "_eof", "_error", "_on_cancel", "_size", "_waiter")
-
-    def __init__(self, conn: Connection) -> None:
-        self._conn = conn
-        self._chunks: deque[bytes] = deque()
-        self._size = 0
-        self._eof = False
-        self._error: H1Error | None = None
-        self._waiter: asyncio.Future[None] | None = None
-        self._on_cancel: Callable[[], None] = conn.abort
-
-    # --- fed by the connection ---------------------------------------------------------
-
-    def feed(self, data: bytes) -> None:
-        self._chunks.append(data)
-        self._size += len(data)
-        if self._size > HIGH_WATER:
-            self._conn.pause_reading()
-        self._wake()
-
-    def feed_eof(self) -> None:
-        self._eof = True
-        self._wake()
-
-    def fail(self, error: H1Error) -> None:
-        if self._error is None and not self._eof:
-            self._error = error
-        self._wake()
-
-    def _wake(self) -> None:
-        waiter = self._waiter
-        if waiter is not None:
-            self._waiter = None
-            if not waiter.done():
-                waiter.set_result(None)
-
-    # --- read by the caller ------------------------------------------------------------
-
-    def is_eof(self) -> bool:
-        """Whether the whole body was received and consumed."""
-        return self._eof and not self._chunks
-
-    async def read(self, n: int = -1) -> bytes:
-        """Up to `n` bytes (all the rest for n < 0); b"" at the end of the body."""
-        if n == 0:
-            return b""
-        if n < 0:
-            while not self._eof:
-                await self._wait()
-            return self._take(self._size)
-        while not self._chunks:
-            if self._eof:
-                return b""
-            await self._wait()
-        return self._take(n)
-
-    async def readany(self) -> bytes:
-        """The next chunk as the network delivered it; b"" at the end of the body."""
-        while not self._chunks:
-            if self._eof:
-                return b""
-            await self._wait()
-        if self._error is not None:
-            raise self._error
-        chunk = self._chunks.popleft()
-        self._consumed(len(chunk))
-        return chunk
-
-    def iter_any(self) -> _Chunks:
-        """Iterate over the chunks as the network delivers them."""
-        return _Chunks(self)
-
-    def _take(self, n: int) -> bytes:
-        chunks = self._chunks
-        if self._error is not None:
-            raise self._error
-        first = chunks.popleft() if chunks else b""
-        if len(first) > n:
-            chunks.appendleft(first[n:])
-            first = first[:n]
-        elif chunks and len(first) < n:
-            parts = [first]
-            size = len(first)
-            while chunks and size < n:
-                chunk = chunks.popleft()
-                if size + len(chunk) > n:
-                    chunks.appendleft(chunk[n - size :])
-                    chunk = chunk[: n - size]
-                parts.append(chunk)
-                size += len(chunk)
-            first = b"".join(parts)
-        self._consumed(len(first))
-        return first
-
-    def _consumed(self, size: int) -> None:
-        self._size -= size
-        if self._size <= LOW_WATER:
-            self._conn.resume_reading()
-
-    async def _wait(self) -> None:
-        if self._error is not None:
-            raise self._error
-        waiter = self._conn.loop.create_future()
-        self._waiter = waiter
-        try:
-            await waiter
-        except asyncio.CancelledError:
-            self._waiter = None
-            self._on_cancel()
-            raise
-        if self._error is not None:
-            raise self._error
-
-
-class _Chunks:
-    __slots__ = ("_body",)
-
-    def __init__(self, body: H1Body) -> None:
-        self._body = body
-
-    def __aiter__(self) -> _Chunks:
-        return self
-
-    async def __anext__(self) -> bytes:
-        chunk = await self._body.readany()
-        if not chunk:
-            raise StopAsyncIteration
-        return chunk
 
 
 class Connection(asyncio.Protocol):
@@ -259,7 +79,7 @@ class Connection(asyncio.Protocol):
         self.headers: CIMultiDictProxy[str] | None = None
         self._raw: list[tuple[str, str]] = []
         self._body: H1Body | None = None
-        self._decoder: _Decoder | None = None
+        self._decoder: Decoder | None = None
         self._complete = False
         self._interim = False
         self._head_only = False
@@ -533,7 +353,7 @@ class H1Response:
         self.content = conn.body
         self._conn: Connection | None = conn
         self._finish = finish
-        self.content._on_cancel = self.close
+        self.content.on_cancel = self.close
 
     @property
     def content_type(self) -> str:

@@ -16,14 +16,15 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 import orjson
 
 from bastion.models.base import Endpoint
+from bastion.models.h1 import H1Error, H1Pool, H1Target
 from bastion.models.http_errors import TRANSLATIONS, Translation, body_message, error_message
 from bastion.models.sse import SseError
 from bastion.resilience.errors import (
@@ -47,7 +48,36 @@ ERROR_BODY_LIMIT = 64 * 1024
 # A complete() answer above this is not a chat answer: refuse rather than buffer it.
 BODY_LIMIT = 64 * 1024 * 1024
 
-_TRANSPORT_ERRORS = (aiohttp.ClientError, OSError, SseError)
+_TRANSPORT_ERRORS = (aiohttp.ClientError, H1Error, OSError, SseError)
+
+# Where requests go: the pool Bastion owns (h1, the default) or an injected aiohttp
+# session (the seam tests and embedding applications use).
+Transport = aiohttp.ClientSession | H1Pool
+
+
+class UpstreamBody(Protocol):
+    """The parts of a response body both transports offer (aiohttp's StreamReader)."""
+
+    async def read(self, n: int = -1) -> bytes: ...
+    def iter_any(self) -> AsyncIterator[bytes]: ...
+    def is_eof(self) -> bool: ...
+
+
+class UpstreamResponse(Protocol):
+    """The parts of a response both transports offer (aiohttp's ClientResponse)."""
+
+    @property
+    def status(self) -> int: ...
+    @property
+    def reason(self) -> str | None: ...
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+    @property
+    def content_type(self) -> str: ...
+    @property
+    def content(self) -> UpstreamBody: ...
+    def release(self) -> object: ...
+    def close(self) -> None: ...
 
 
 def _json_default(value: object) -> object:
@@ -63,7 +93,7 @@ def encode_json(value: object) -> bytes:
     return orjson.dumps(value, default=_json_default)
 
 
-async def read_bounded(content: aiohttp.StreamReader, limit: int) -> tuple[bytes, bool]:
+async def read_bounded(content: UpstreamBody, limit: int) -> tuple[bytes, bool]:
     """Read a body up to `limit` bytes; the flag says whether more was left unread."""
     parts: list[bytes] = []
     size = 0
@@ -76,7 +106,7 @@ async def read_bounded(content: aiohttp.StreamReader, limit: int) -> tuple[bytes
     return b"".join(parts)[:limit], True
 
 
-def finish_response(resp: aiohttp.ClientResponse) -> None:
+def finish_response(resp: UpstreamResponse) -> None:
     """Give the connection back to the pool if the body was read to its end; close it
     otherwise, which also aborts the upstream request (a half-read stream must never be
     released: the next request on that connection would read its leftovers)."""
@@ -93,32 +123,47 @@ class HttpClient:
     created on first use (sized by `endpoint.max_concurrency`) and closed by `aclose()`.
     """
 
-    def __init__(self, endpoint: Endpoint, session: aiohttp.ClientSession | None = None) -> None:
+    def __init__(self, endpoint: Endpoint, session: Transport | None = None) -> None:
         self._endpoint = endpoint
-        self._session = session
-        self._owns_session = session is None
+        self._transport = session
+        self._owns_transport = session is None
         self._closed = False
         # total=None: the router bounds whole attempts; a per-request timeout also
         # overrides an injected session's default (aiohttp's is a 5-minute total).
         self._timeout = aiohttp.ClientTimeout(total=None, sock_connect=endpoint.timeouts.connect)
+        self._targets: dict[str, H1Target] = {}
 
-    def _session_for_use(self) -> aiohttp.ClientSession:
+    def _transport_for_use(self) -> Transport:
         if self._closed:
             raise RuntimeError(f"model for endpoint {self._endpoint.id!r} is closed")
-        if self._session is None:
-            connector = aiohttp.TCPConnector(
+        if self._transport is None:
+            self._transport = H1Pool(
                 limit=self._endpoint.max_concurrency or DEFAULT_POOL_LIMIT,
-                keepalive_timeout=KEEPALIVE_SECONDS,
+                keepalive=KEEPALIVE_SECONDS,
+                connect_timeout=self._endpoint.timeouts.connect,
             )
-            self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout)
-        return self._session
+        return self._transport
 
     async def aclose(self) -> None:
-        """Close the session if this client created it. Idempotent."""
+        """Close the transport if this client created it. Idempotent."""
         self._closed = True
-        session, self._session = self._session, None
-        if self._owns_session and session is not None:
-            await session.close()
+        transport, self._transport = self._transport, None
+        if not self._owns_transport or transport is None:
+            return
+        if isinstance(transport, H1Pool):
+            await transport.aclose()
+        else:
+            await transport.close()
+
+    def _target(self, url: str) -> H1Target:
+        target = self._targets.get(url)
+        if target is None:
+            try:
+                target = self._targets[url] = H1Target.parse(url)
+            except ValueError as exc:
+                # A base_url we cannot use is the endpoint's fault: fail over, like a refusal.
+                raise self.error(ErrorKind.CONNECTION, f"invalid URL: {exc}") from exc
+        return target
 
     async def send(
         self,
@@ -129,7 +174,7 @@ class HttpClient:
         body: bytes | None = None,
         wait: float | None,
         phase: str = "headers",
-    ) -> aiohttp.ClientResponse:
+    ) -> UpstreamResponse:
         """Send a request and return its 2xx response, headers read, body unread.
 
         `wait` bounds the time until the response headers (→ `UpstreamTimeout(phase)`);
@@ -137,16 +182,20 @@ class HttpClient:
         A non-2xx answer raises `UpstreamError` built from its status, headers and a
         bounded excerpt of its body; transport failures are translated.
         """
-        session = self._session_for_use()
-        request = session.request(
-            method,
-            url,
-            data=body,
-            headers=headers,
-            timeout=self._timeout,
-            # A redirected POST silently becomes a GET without its body.
-            allow_redirects=False,
-        )
+        transport = self._transport_for_use()
+        request: Awaitable[UpstreamResponse]
+        if isinstance(transport, H1Pool):
+            request = transport.request(method, self._target(url), headers, body)
+        else:
+            request = transport.request(
+                method,
+                url,
+                data=body,
+                headers=headers,
+                timeout=self._timeout,
+                # A redirected POST silently becomes a GET without its body.
+                allow_redirects=False,
+            )
         bound: asyncio.Timeout | None = None
         try:
             if wait is None:
@@ -155,8 +204,8 @@ class HttpClient:
                 async with asyncio.timeout(wait) as bound:
                     resp = await request
         except TimeoutError as exc:
-            # aiohttp's own connect timeout is a TimeoutError too; only an expired
-            # `bound` means the headers were late.
+            # The transports' own connect timeouts are TimeoutErrors too; only an
+            # expired `bound` means the headers were late.
             if bound is not None and wait is not None and bound.expired():
                 raise UpstreamTimeout(phase, wait, endpoint=self._endpoint.id) from exc
             raise self.translate(exc) from exc
@@ -166,9 +215,7 @@ class HttpClient:
             raise await self._status_error(resp, wait)
         return resp
 
-    async def _status_error(
-        self, resp: aiohttp.ClientResponse, wait: float | None
-    ) -> UpstreamError:
+    async def _status_error(self, resp: UpstreamResponse, wait: float | None) -> UpstreamError:
         body = b""
         try:
             # The body is part of the answer; if it does not come, the status still speaks.
@@ -192,7 +239,7 @@ class HttpClient:
             endpoint=self._endpoint.id,
         )
 
-    async def read_json(self, resp: aiohttp.ClientResponse) -> Any:
+    async def read_json(self, resp: UpstreamResponse) -> Any:
         """Read and parse a 2xx JSON body, then give the connection back."""
         try:
             raw, too_big = await read_bounded(resp.content, BODY_LIMIT)
@@ -214,7 +261,7 @@ class HttpClient:
                 endpoint=self._endpoint.id,
             ) from exc
 
-    async def json_instead_of_stream(self, resp: aiohttp.ClientResponse) -> UpstreamError | None:
+    async def json_instead_of_stream(self, resp: UpstreamResponse) -> UpstreamError | None:
         """The error for a 2xx JSON answer to a stream request, or None for a real stream.
 
         Some servers and proxies answer an in-band `{"error": ...}` with status 200 and
@@ -229,7 +276,7 @@ class HttpClient:
         return self.error(ErrorKind.PROTOCOL, "a JSON answer to a stream request", broken=True)
 
     @contextmanager
-    def reading_stream(self, resp: aiohttp.ClientResponse) -> Iterator[None]:
+    def reading_stream(self, resp: UpstreamResponse) -> Iterator[None]:
         """Around the reading of a streamed body: transport failures become
         `StreamBroken`, and the response is released or closed however the reading
         ends (finished, failed, closed early by the consumer, or cancelled)."""

@@ -13,6 +13,13 @@ from typing import NamedTuple
 import aiohttp
 import orjson
 
+from bastion.models.h1 import (
+    H1ConnectError,
+    H1ConnectTimeout,
+    H1Disconnected,
+    H1ProtocolError,
+    H1TLSError,
+)
 from bastion.models.sse import SseError
 from bastion.resilience.errors import ErrorKind
 
@@ -28,6 +35,13 @@ class Translation(NamedTuple):
 # is an instance of wins (aiohttp's classes inherit from one another and from OSError,
 # TimeoutError and ConnectionError, so the order is the meaning).
 TRANSLATIONS: tuple[Translation, ...] = (
+    # The pool Bastion owns (`h1`): its errors say what happened in their own text.
+    Translation(H1ConnectTimeout, ErrorKind.TIMEOUT, "connect", "connect"),
+    Translation(H1TLSError, ErrorKind.CONNECTION, "TLS handshake failed"),
+    Translation(H1ConnectError, ErrorKind.CONNECTION, "cannot connect"),
+    Translation(H1Disconnected, ErrorKind.CONNECTION, "connection lost"),
+    Translation(H1ProtocolError, ErrorKind.PROTOCOL, "malformed HTTP response"),
+    # An injected aiohttp session.
     Translation(SseError, ErrorKind.PROTOCOL, "malformed event stream"),
     Translation(aiohttp.ConnectionTimeoutError, ErrorKind.TIMEOUT, "connect", "connect"),
     Translation(aiohttp.ClientConnectorDNSError, ErrorKind.CONNECTION, "DNS lookup failed"),

@@ -8,10 +8,8 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-import aiohttp
-
 from bastion.models.base import Endpoint
-from bastion.models.http import HttpClient, encode_json
+from bastion.models.http import HttpClient, Transport, encode_json
 from bastion.models.openai_wire import ChunkDecoder, parse_response, request_body
 from bastion.models.sse import iter_sse
 from bastion.types import ChatRequest, ChatResponse, Message, StreamEvent
@@ -28,7 +26,7 @@ class OpenAIChatModel:
     without it the model creates its own on first use and closes it in `aclose()`.
     """
 
-    def __init__(self, endpoint: Endpoint, *, session: aiohttp.ClientSession | None = None) -> None:
+    def __init__(self, endpoint: Endpoint, *, session: Transport | None = None) -> None:
         self._endpoint = endpoint
         self._http = HttpClient(endpoint, session)
         self._base_url = (endpoint.base_url or DEFAULT_BASE_URL).rstrip("/")

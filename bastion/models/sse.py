@@ -20,9 +20,7 @@ Deliberate departures from the WHATWG algorithm, all on the lenient side:
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import NamedTuple
-
-import aiohttp
+from typing import NamedTuple, Protocol
 
 # No single event of a chat stream comes anywhere near this; a peer that sends more
 # without a line break is broken or hostile, and we must not buffer it forever.
@@ -40,12 +38,18 @@ class SseEvent(NamedTuple):
     data: bytes
 
 
+class ByteChunks(Protocol):
+    """A response body read as the network delivers it (aiohttp's StreamReader, h1's)."""
+
+    def iter_any(self) -> AsyncIterator[bytes]: ...
+
+
 class SseError(ValueError):
     """The byte stream is not a well-formed event stream (an event over the size bound)."""
 
 
 async def iter_sse(
-    content: aiohttp.StreamReader, *, max_event_bytes: int = MAX_EVENT_BYTES
+    content: ByteChunks, *, max_event_bytes: int = MAX_EVENT_BYTES
 ) -> AsyncIterator[SseEvent]:
     """Decode the events of an SSE response body, in order.
 

@@ -22,11 +22,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Self
 
-import aiohttp
-
 from bastion.config import BastionConfig
 from bastion.models import build_model
 from bastion.models.base import ChatModel, Closeable, Endpoint
+from bastion.models.http import Transport
 from bastion.observability.events import DegradedAnswer, EndpointIsolated, EventBus, EventHook
 from bastion.resilience.clock import Clock, SystemClock
 from bastion.resilience.errors import ErrorKind
@@ -56,7 +55,7 @@ class Router:
         *,
         options: RouterOptions | None = None,
         default_model: ModelSpec | None = None,
-        session: aiohttp.ClientSession | None = None,
+        session: Transport | None = None,
         clock: Clock | None = None,
         rng: random.Random | None = None,
         hooks: Iterable[EventHook] = (),

@@ -19,6 +19,8 @@ import pytest
 from aiohttp import web
 
 from bastion.models.base import Endpoint, Timeouts
+from bastion.models.h1 import H1Pool
+from bastion.models.http import Transport
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -163,8 +165,15 @@ async def upstream() -> AsyncIterator[Upstream]:
     await server.stop()
 
 
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
+@pytest.fixture(params=["h1", "aiohttp"])
+async def session(request: pytest.FixtureRequest) -> AsyncIterator[Transport]:
+    """Each provider test runs over both transports: the pool Bastion owns by default
+    (`h1`) and an injected aiohttp session."""
+    if request.param == "h1":
+        pool = H1Pool()
+        yield pool
+        await pool.aclose()
+        return
     async with aiohttp.ClientSession() as client:
         yield client
 

@@ -284,6 +284,6 @@ async def test_own_session_is_closed_by_aclose(upstream) -> None:
     upstream.on(PATH, upstream.json(200, ANSWER))
     model = AnthropicChatModel(upstream.endpoint("anthropic", path=""))
     await model.complete(chat("hi"))
-    session = model._http._session
     await model.aclose()
-    assert session is not None and session.closed
+    with pytest.raises(RuntimeError, match="closed"):
+        await model.complete(chat("hi"))

@@ -53,7 +53,7 @@ async def test_refused_connection_is_a_connection_error(upstream, refused_url, s
     assert error.kind is ErrorKind.CONNECTION
     assert not isinstance(error, UpstreamTimeout)
     assert error.message.startswith("cannot connect")
-    assert isinstance(error.__cause__, aiohttp.ClientConnectorError)
+    assert isinstance(error.__cause__, OSError)  # either transport's refusal
 
 
 @pytest.fixture

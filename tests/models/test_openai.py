@@ -3,8 +3,11 @@ answer it maps, and the errors real OpenAI bodies become."""
 
 from __future__ import annotations
 
+import asyncio
+
 import aiohttp
 import pytest
+from aiohttp import web
 
 from bastion.models.base import ChatModel, Closeable, HealthProbe
 from bastion.models.openai import OpenAIChatModel
@@ -350,15 +353,25 @@ async def test_probe_is_bounded_by_its_timeout(upstream, model) -> None:
 # --- session ownership ----------------------------------------------------------------
 
 
-async def test_own_session_is_created_lazily_and_closed_by_aclose(upstream) -> None:
-    upstream.on("/v1/chat/completions", upstream.json(200, ANSWER))
+async def test_own_pool_holds_max_concurrency_connections_and_closes(upstream) -> None:
+    running = peak = 0
+
+    async def slow(request: web.Request) -> web.Response:
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        await asyncio.sleep(0.05)
+        running -= 1
+        return web.json_response(ANSWER)
+
+    upstream.on("/v1/chat/completions", slow)
     model = OpenAIChatModel(upstream.endpoint(max_concurrency=3))
-    assert (await model.complete(chat("hi"))).text == "Hello there."
-    session = model._http._session
-    assert session is not None and session.connector is not None
-    assert session.connector.limit == 3
+    answers = await asyncio.gather(*(model.complete(chat("hi")) for _ in range(7)))
+    assert [a.text for a in answers] == ["Hello there."] * 7
+    assert peak == 3
     await model.aclose()
-    assert session.closed
+    with pytest.raises(RuntimeError, match="closed"):
+        await model.complete(chat("hi"))
     await model.aclose()  # idempotent
 
 
