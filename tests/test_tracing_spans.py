@@ -220,6 +220,13 @@ async def test_router_failover_traces_two_attempts_under_one_request(
     assert attempts[0].attributes is not None and attempts[1].attributes is not None
     assert attempts[0].attributes["error.type"] == "unavailable"
     assert attempts[1].attributes["server.port"] == fleet["secondary"].port
+    # The tokens and the model the upstream reported, on the attempt and on the request.
+    for span in (attempts[1], request):
+        assert span.attributes is not None
+        assert span.attributes["gen_ai.usage.input_tokens"] == answer.usage.prompt_tokens > 0
+        assert span.attributes["gen_ai.usage.output_tokens"] == answer.usage.completion_tokens > 0
+        assert span.attributes["gen_ai.response.model"] == answer.model
+    assert "gen_ai.usage.input_tokens" not in attempts[0].attributes
     assert request.start_time is not None and request.end_time is not None
     assert request.start_time <= attempts[0].start_time
     assert attempts[1].end_time <= request.end_time

@@ -1,10 +1,11 @@
 """HTTP plumbing shared by the provider adapters.
 
-Each model holds one `HttpClient`. It owns the aiohttp session or borrows one that
-is injected (the seam tests and embedding applications use), sends requests with the
-endpoint's connect and response-header bounds, turns a non-2xx answer into an
-`UpstreamError`, and translates aiohttp/asyncio exceptions into the error tree
-through one table, `TRANSLATIONS`.
+Each model holds one `HttpClient`. It owns an `H1Pool` (Bastion's own HTTP/1.1
+client, see `h1.py` for why) or borrows a transport that is injected — an aiohttp
+session or a shared pool, the seam tests and embedding applications use. It sends
+requests with the endpoint's connect and response-header bounds, turns a non-2xx answer
+into an `UpstreamError`, and translates transport exceptions into the error tree
+through one table, `http_errors.TRANSLATIONS`.
 
 What is bounded here and what is not: connecting (`Timeouts.connect`) and waiting for
 the response headers (`Timeouts.headers_for(stream)`). The first token, the gaps
@@ -38,7 +39,7 @@ from bastion.resilience.errors import (
     parse_retry_after,
 )
 
-# A connection pool with no bound is an outage amplifier; 100 is aiohttp's own default.
+# A connection pool with no bound is an outage amplifier; 100 is aiohttp's default too.
 DEFAULT_POOL_LIMIT = 100
 # Idle connections are kept this long: long enough to ride over gaps between requests,
 # short enough to drop before typical load balancers (60 s) cut them under our feet.

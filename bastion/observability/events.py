@@ -20,7 +20,8 @@ _log = logging.getLogger("bastion.events")
 
 @dataclass(frozen=True, slots=True)
 class AttemptFinished:
-    """One attempt on one endpoint ended. `kind` is None on success."""
+    """One attempt on one endpoint ended. `kind` is None on success. On success the
+    token counts and the model the upstream says answered are given when it said so."""
 
     request_id: str
     endpoint: str
@@ -30,6 +31,9 @@ class AttemptFinished:
     duration: float
     ttft: float | None = None
     hedge: bool = False
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    response_model: str | None = None
 
     @property
     def ok(self) -> bool:

@@ -144,6 +144,11 @@ class Metrics:
             "Upstream attempts by endpoint and outcome (ok, or the error kind).",
             ["endpoint", "outcome"],
         ).child
+        self._tokens = counter(
+            "bastion_tokens_total",
+            "Tokens the upstreams reported per endpoint, by type (input, output).",
+            ["endpoint", "type"],
+        ).child
         self._retries = counter(
             "bastion_retries_total",
             "Retries scheduled on the same endpoint, by error kind.",
@@ -257,6 +262,10 @@ class Metrics:
         self._attempt_duration(endpoint).observe(event.duration)
         if event.ttft is not None:
             self._ttft(endpoint).observe(event.ttft)
+        if event.input_tokens is not None:
+            self._tokens(endpoint, "input").inc(event.input_tokens)
+        if event.output_tokens is not None:
+            self._tokens(endpoint, "output").inc(event.output_tokens)
 
     def _retry(self, event: RetryScheduled) -> None:
         self._retries(event.endpoint, event.kind).inc()

@@ -132,6 +132,7 @@ class SpanRecorder:
             attributes["bastion.endpoint"] = event.endpoint
         if served is not None:
             attributes["gen_ai.response.model"] = served.model
+            attributes.update(_answer_attributes(served))
             info = self._endpoints.get(served.endpoint)
             if info is not None:
                 attributes["gen_ai.provider.name"] = info.provider
@@ -171,6 +172,7 @@ class SpanRecorder:
                     attributes["server.port"] = info.port
         if event.ttft is not None:
             attributes["gen_ai.response.time_to_first_chunk"] = event.ttft
+        attributes.update(_answer_attributes(event))
         if event.hedge:
             attributes["bastion.hedge"] = True
         if event.status is not None:
@@ -195,6 +197,18 @@ class SpanRecorder:
             if attempt.ok and attempt.endpoint == event.endpoint:
                 return attempt
         return None
+
+
+def _answer_attributes(event: AttemptFinished) -> Attributes:
+    """What the upstream said of its answer: the model that gave it, the tokens spent."""
+    attributes: Attributes = {}
+    if event.response_model is not None:
+        attributes["gen_ai.response.model"] = event.response_model
+    if event.input_tokens is not None:
+        attributes["gen_ai.usage.input_tokens"] = event.input_tokens
+    if event.output_tokens is not None:
+        attributes["gen_ai.usage.output_tokens"] = event.output_tokens
+    return attributes
 
 
 def _retry(event: RetryScheduled) -> tuple[str, Attributes]:

@@ -29,7 +29,7 @@ from bastion.routing.core import RouterCore
 from bastion.routing.endpoints import EndpointRuntime
 from bastion.routing.errors import FailoverError, NoTargetAvailable
 from bastion.routing.plan import Candidate, Plan
-from bastion.types import AttemptRecord
+from bastion.types import AttemptRecord, Usage
 
 # A 429 storm is the endpoint telling us to back off: it counts against the breaker
 # so that a sustained storm opens it and traffic moves elsewhere instead of hammering.
@@ -95,8 +95,16 @@ class RequestRun:
         rt.breaker.release()
 
     def succeeded(
-        self, rt: EndpointRuntime, started: float, *, ttft: float | None = None, hedge: bool = False
+        self,
+        rt: EndpointRuntime,
+        started: float,
+        *,
+        ttft: float | None = None,
+        hedge: bool = False,
+        usage: Usage | None = None,
+        response_model: str | None = None,
     ) -> None:
+        """Record an answer. `usage` is the upstream's count, when it gave one."""
         rt.in_flight -= 1
         now = self.core.clock.now()
         duration = now - started
@@ -110,9 +118,24 @@ class RequestRun:
             AttemptRecord(rt.id, rt.endpoint.model, None, None, started - self.started, duration)
         )
         if self.core.bus.active:
+            prompt, completion = (
+                (usage.prompt_tokens, usage.completion_tokens)
+                if usage is not None and usage.total_tokens > 0
+                else (None, None)
+            )
             self.core.bus.emit(
                 AttemptFinished(
-                    self.request_id, rt.id, rt.endpoint.model, None, None, duration, ttft, hedge
+                    self.request_id,
+                    rt.id,
+                    rt.endpoint.model,
+                    None,
+                    None,
+                    duration,
+                    ttft,
+                    hedge,
+                    prompt,
+                    completion,
+                    response_model,
                 )
             )
 
@@ -202,8 +225,15 @@ class RequestRun:
             text += f"; the deadline of {self.deadline_at - self.started:g}s was reached"
         return FailoverError(text, self.errors, self.attempts, kind)
 
-    def finish(self, endpoint: str | None, ok: bool) -> None:
+    def finish(self, endpoint: str | None, ok: bool, *, cancelled: bool = False) -> None:
+        """The request ended: answered (`ok`), failed, or `cancelled` by its caller
+        (a client that left), which is reported with the kind "cancelled"."""
         if self.core.bus.active:
+            kind = None
+            if cancelled:
+                kind = "cancelled"
+            elif not ok:
+                kind = (self.final_kind or ErrorKind.UNKNOWN).value
             self.core.bus.emit(
                 RequestFinished(
                     self.request_id,
@@ -212,7 +242,7 @@ class RequestRun:
                     len(self.attempts),
                     self.core.clock.now() - self.started,
                     self.stream,
-                    None if ok else (self.final_kind or ErrorKind.UNKNOWN).value,
+                    kind,
                     self.plan.name,
                 )
             )

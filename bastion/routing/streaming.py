@@ -206,8 +206,9 @@ class RouterStream:
                         )
                 except BaseException as exc:
                     await stream.aclose()
-                    if not isinstance(exc, Exception):
+                    if not isinstance(exc, Exception):  # cancelled, or the consumer left
                         run.release(rt)
+                        run.finish(None, False, cancelled=True)
                         raise
                     held = segment.trimmer.flush() if segment.trimmer else ""
                     if held:
@@ -243,7 +244,7 @@ class RouterStream:
                 # Closed now rather than left to the event loop's finaliser, which would
                 # cost a task and a loop turn per stream.
                 await stream.aclose()
-                run.succeeded(rt, started, ttft=segment.ttft)
+                run.succeeded(rt, started, ttft=segment.ttft, usage=event.usage)
                 run.finish(rt.id, True)
                 self.attempts = tuple(run.attempts)
                 usage = usage + (event.usage or Usage())

@@ -1,10 +1,11 @@
 """The app factory: routes, middleware, lifecycle.
 
-The HTTP stack is aiohttp, server and upstream client both. Measured on this project's
-benchmark (docs/benchmarks.md): the aiohttp client costs less than half the CPU per call
-of httpx-based `openai.AsyncOpenAI` at concurrency 64, and one event loop serving both
-sides avoids a second framework on the hot path. Starlette on uvicorn is a fine server,
-but would add an ASGI translation layer per request for nothing we need.
+The server is aiohttp's; upstream calls go through Bastion's own HTTP/1.1 pool
+(`bastion.models.h1`). Measured on this project's benchmarks (docs/benchmarks.md): the
+httpx-based `openai.AsyncOpenAI` costs more than twice the CPU per call of aiohttp's
+client at concurrency 64; aiohttp's client was in turn a quarter of the gateway's CPU
+per request, and the h1 pool costs less than half of what it did. Starlette on uvicorn is a fine
+server, but would add an ASGI translation layer per request for nothing we need.
 """
 
 from __future__ import annotations

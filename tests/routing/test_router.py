@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 
 import pytest
@@ -30,6 +31,7 @@ from bastion.observability.events import (
     AttemptFinished,
     FailedOver,
     PanicMode,
+    RequestFinished,
     RetryScheduled,
 )
 from bastion.resilience.breaker import BreakerConfig, BreakerState, BreakerTransition
@@ -498,3 +500,22 @@ async def test_reload_keeps_the_state_of_unchanged_endpoints_and_resets_changed_
     assert status["b"].breaker is BreakerState.CLOSED and not status["b"].isolated  # changed
     await old.aclose()  # closing the old router leaves the handed-over models alone
     await new.aclose()
+
+
+async def test_a_cancelled_request_still_ends_on_record():
+    events: list = []
+    asked = asyncio.Event()
+
+    async def hang(_: float) -> None:  # the upstream never answers
+        asked.set()
+        await asyncio.Event().wait()
+
+    router = build({"primary": ScriptedModel([Reply("late", delay=1)], sleep=hang)}, events=events)
+    task = asyncio.create_task(router.complete(chat("x")))
+    await asked.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    finished = [e for e in events if isinstance(e, RequestFinished)]
+    assert [(e.ok, e.kind, e.model) for e in finished] == [(False, "cancelled", "chat")]
+    assert [s.in_flight for s in router.status()] == [0]

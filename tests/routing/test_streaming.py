@@ -23,7 +23,7 @@ from bastion import (
     ToolCallDelta,
     chat,
 )
-from bastion.observability.events import HedgeStarted, HedgeWon, StreamSeam
+from bastion.observability.events import HedgeStarted, HedgeWon, RequestFinished, StreamSeam
 from bastion.resilience.clock import FakeClock
 from bastion.routing.continuation import CONTINUE_INSTRUCTION, find_overlap
 
@@ -220,3 +220,16 @@ async def test_hedged_complete_returns_the_first_answer_and_cancels_the_loser():
 )
 def test_overlap_between_sent_tail_and_continuation_head(sent, head, dropped):
     assert find_overlap(sent, head) == dropped
+
+
+async def test_a_stream_its_reader_leaves_ends_on_record_as_cancelled():
+    events: list = []
+    router = build(
+        {"primary": ScriptedModel([Reply("a long answer " * 4, chunk=4)])}, events=events
+    )
+    stream = router.stream(chat("x"))
+    first = await stream.__anext__()
+    assert isinstance(first, TextDelta)
+    await stream.aclose()
+    finished = [e for e in events if isinstance(e, RequestFinished)]
+    assert [(e.ok, e.kind) for e in finished] == [(False, "cancelled")]

@@ -185,3 +185,13 @@ def test_stream_timings_are_observed_per_model_and_endpoint() -> None:
     metrics.observe_inter_token("primary", 0.03)
     assert value(metrics, "bastion_request_time_to_first_token_seconds_count", model="chat") == 1
     assert value(metrics, "bastion_inter_token_seconds_count", endpoint="primary") == 2
+
+
+def test_tokens_reported_by_upstreams_are_counted_per_endpoint() -> None:
+    metrics = Metrics()
+    metrics(AttemptFinished("r1", "a", "m", None, None, 0.1, input_tokens=12, output_tokens=30))
+    metrics(AttemptFinished("r2", "a", "m", None, None, 0.1, input_tokens=3, output_tokens=4))
+    metrics(AttemptFinished("r3", "b", "m", "server_error", 500, 0.1))
+    assert value(metrics, "bastion_tokens_total", endpoint="a", type="input") == 15
+    assert value(metrics, "bastion_tokens_total", endpoint="a", type="output") == 34
+    assert value(metrics, "bastion_tokens_total", endpoint="b", type="input") is None
