@@ -215,6 +215,16 @@ def tool_call_json(call: ToolCall) -> dict[str, Any]:
 
 
 def completion_body(response: ChatResponse, request_id: str) -> bytes:
+    """The answer in OpenAI's shape. When an OpenAI-compatible endpoint gave it, the
+    upstream's own body goes back — its id, `system_fingerprint`, `logprobs`, usage
+    details such as cached tokens, further choices (`n`) — with only choice 0's finish
+    reason put in Bastion's reading of it. Otherwise (Anthropic, a degraded answer, a
+    scripted model) it is built from the answer."""
+    raw = response.raw
+    if raw is not None and not response.degraded and _openai_answer(raw):
+        choices = list(raw["choices"])
+        choices[0] = {**choices[0], "finish_reason": response.finish_reason}
+        return orjson.dumps({**raw, "choices": choices})
     message: dict[str, Any] = {"role": "assistant", "content": response.message.content}
     if response.message.tool_calls:
         message["tool_calls"] = [tool_call_json(c) for c in response.message.tool_calls]
@@ -228,6 +238,16 @@ def completion_body(response: ChatResponse, request_id: str) -> bytes:
             "usage": usage_json(response.usage),
         }
     )
+
+
+def _openai_answer(raw: Mapping[str, Any]) -> bool:
+    """Whether `raw` is a chat completion a client can take as it is: choice 0 holds
+    a message whose content is text (some servers answer content parts instead)."""
+    choices = raw.get("choices")
+    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+        return False
+    message = choices[0].get("message")
+    return isinstance(message, dict) and isinstance(message.get("content"), str | None)
 
 
 class ChunkWriter:

@@ -38,6 +38,8 @@ _STATUS: Mapping[int, tuple[str, str | None, str]] = {
     504: ("server_error", None, "Gateway timeout."),
 }
 
+# Every answer names this build, as OpenAI's do; clients read it back from a gateway.
+SYSTEM_FINGERPRINT = "fp_bastion_fleet"
 CONTEXT_LENGTH_MESSAGE = (
     "This model's maximum context length is 8192 tokens. However, your messages resulted "
     "in 9000 tokens. Please reduce the length of the messages."
@@ -146,7 +148,7 @@ class OpenAIWire:
                 "object": "chat.completion",
                 "created": int(time.time()),
                 "model": request.model,
-                "system_fingerprint": None,
+                "system_fingerprint": SYSTEM_FINGERPRINT,
                 "choices": [
                     {
                         "index": 0,
@@ -178,7 +180,7 @@ class OpenAIEncoder:
                 "object": "chat.completion.chunk",
                 "created": self._created,
                 "model": self._request.model,
-                "system_fingerprint": None,
+                "system_fingerprint": SYSTEM_FINGERPRINT,
                 "choices": [
                     {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
                 ],
@@ -212,7 +214,7 @@ class OpenAIEncoder:
                     "object": "chat.completion.chunk",
                     "created": self._created,
                     "model": self._request.model,
-                    "system_fingerprint": None,
+                    "system_fingerprint": SYSTEM_FINGERPRINT,
                     "choices": [],
                     "usage": _usage(self._request, answer),
                 }
@@ -237,10 +239,13 @@ def _finish_reason(answer: Answer) -> str:
     return "tool_calls" if answer.tool_calls else "stop"
 
 
-def _usage(request: Incoming, answer: Answer) -> dict[str, int]:
+def _usage(request: Incoming, answer: Answer) -> dict[str, Any]:
     prompt, completion = request.prompt_tokens, answer.completion_tokens
     return {
         "prompt_tokens": prompt,
         "completion_tokens": completion,
         "total_tokens": prompt + completion,
+        # As OpenAI reports them; a gateway that rebuilds answers tends to lose these.
+        "prompt_tokens_details": {"cached_tokens": 0},
+        "completion_tokens_details": {"reasoning_tokens": 0},
     }

@@ -50,6 +50,10 @@ def test_sync_client_gets_an_answer(client: openai.OpenAI, fleet: FleetProcess) 
     assert answer.model == "model-primary"
     assert answer.usage is not None and answer.usage.completion_tokens > 0
     assert fleet.outcomes("primary") == ["ok"]
+    # What the upstream said beyond the text reaches the client as it was said.
+    assert answer.system_fingerprint == "fp_bastion_fleet"
+    assert answer.usage.prompt_tokens_details is not None
+    assert answer.usage.prompt_tokens_details.cached_tokens == 0
 
 
 def test_sync_client_streams_an_answer(client: openai.OpenAI) -> None:

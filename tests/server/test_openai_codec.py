@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import orjson
 import pytest
 
@@ -114,6 +116,59 @@ def test_completion_body_is_openai_shaped():
     assert choice["finish_reason"] == "tool_calls"
     assert choice["message"]["tool_calls"][0]["function"] == {"name": "f", "arguments": '{"a":1}'}
     assert decoded["usage"] == {"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7}
+
+
+def upstream_answer(**changes: Any) -> dict[str, Any]:
+    choice = {
+        "index": 0,
+        "message": {"role": "assistant", "content": "Hi."},
+        "logprobs": {"content": [{"token": "Hi", "logprob": -0.1}]},
+        "finish_reason": "eos",
+    }
+    return {
+        "id": "chatcmpl-up1",
+        "object": "chat.completion",
+        "model": "gpt-x-2025",
+        "system_fingerprint": "fp_1",
+        "choices": [choice, {**choice, "index": 1}],
+        "usage": {
+            "prompt_tokens": 3,
+            "completion_tokens": 2,
+            "total_tokens": 5,
+            "prompt_tokens_details": {"cached_tokens": 2},
+        },
+        **changes,
+    }
+
+
+def test_an_openai_compatible_answer_goes_back_as_the_upstream_gave_it():
+    raw = upstream_answer()
+    answer = ChatResponse(Message("assistant", "Hi."), "stop", Usage(3, 2), "gpt-x-2025", raw=raw)
+    decoded = orjson.loads(completion_body(answer, "r1"))
+    # Only choice 0's finish reason is read the way Bastion reads it ("eos" is a stop).
+    assert decoded["choices"][0]["finish_reason"] == "stop"
+    decoded["choices"][0]["finish_reason"] = "eos"
+    assert decoded == raw
+
+
+def test_answers_not_in_openai_shape_are_built_from_the_answer():
+    parts = upstream_answer(
+        choices=[{"index": 0, "message": {"content": [{"type": "text", "text": "Hi."}]}}]
+    )
+    anthropic = {"type": "message", "content": [{"type": "text", "text": "Hi."}]}
+    for raw, degraded in ((parts, False), (anthropic, False), (upstream_answer(), True)):
+        answer = ChatResponse(
+            Message("assistant", "Hi."), "stop", Usage(3, 2), "m", raw=raw, degraded=degraded
+        )
+        decoded = orjson.loads(completion_body(answer, "r1"))
+        assert decoded["id"] == "chatcmpl-r1"
+        assert decoded["choices"] == [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": "Hi."},
+                "finish_reason": "stop",
+            }
+        ]
 
 
 def test_chunks_decode_as_openai_stream_chunks():

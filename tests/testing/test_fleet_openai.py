@@ -25,7 +25,14 @@ async def test_a_completion_has_the_text_finish_reason_and_usage(up, chat) -> No
         "refusal": None,
     }
     assert body["choices"][0]["finish_reason"] == "stop"
-    assert body["usage"] == {"prompt_tokens": 3, "completion_tokens": 9, "total_tokens": 12}
+    assert body["usage"] == {
+        "prompt_tokens": 3,
+        "completion_tokens": 9,
+        "total_tokens": 12,
+        "prompt_tokens_details": {"cached_tokens": 0},
+        "completion_tokens_details": {"reasoning_tokens": 0},
+    }
+    assert body["system_fingerprint"] == "fp_bastion_fleet"
 
 
 async def test_a_stream_opens_with_a_role_chunk_and_ends_with_finish_then_done(up, chat) -> None:
