@@ -6,49 +6,23 @@ errors, so a typo is caught at load time rather than silently ignored.
 
 from __future__ import annotations
 
-import importlib.util
 import re
 from typing import Annotated, Any, Literal
 
 from pydantic import (
-    BaseModel,
     BeforeValidator,
-    ConfigDict,
     Field,
     SecretStr,
-    ValidationInfo,
     field_validator,
     model_validator,
 )
 
+from bastion.config.fields import Duration, Frozen, PositiveDuration
+from bastion.config.tracing_schema import TracingSettings
 from bastion.resilience.errors import ErrorKind
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
 
-
-def _duration(value: Any) -> Any:
-    if isinstance(value, bool):
-        raise ValueError("a duration is a number of seconds or a string like '2s'")
-    if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, str):
-        match = _DURATION.match(value)
-        if match is None:
-            raise ValueError(f"not a duration: {value!r} (use e.g. 250ms, 2s, 5m)")
-        return float(match.group(1)) * _UNITS[match.group(2)]
-    return value
-
-
-Duration = Annotated[float, BeforeValidator(_duration), Field(ge=0)]
-PositiveDuration = Annotated[float, BeforeValidator(_duration), Field(gt=0)]
-
-
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class TimeoutsConfig(_Frozen):
+class TimeoutsConfig(Frozen):
     connect: PositiveDuration = 2.0
     headers: PositiveDuration | None = None
     first_token: PositiveDuration = 15.0
@@ -56,7 +30,7 @@ class TimeoutsConfig(_Frozen):
     total: PositiveDuration = 120.0
 
 
-class HealthConfig(_Frozen):
+class HealthConfig(Frozen):
     interval: PositiveDuration = 5.0
     timeout: PositiveDuration = 2.0
     mode: Literal["http", "completion", "off"] = "http"
@@ -65,7 +39,7 @@ class HealthConfig(_Frozen):
     unhealthy_after: int = Field(default=2, ge=1)
 
 
-class KindPolicyConfig(_Frozen):
+class KindPolicyConfig(Frozen):
     """`attempts` is accepted as another name for `retries` (DESIGN §3 uses it)."""
 
     retries: int | None = Field(default=None, ge=0)
@@ -90,7 +64,7 @@ class KindPolicyConfig(_Frozen):
 RetryConfig = dict[ErrorKind, KindPolicyConfig]
 
 
-class RuleConfig(_Frozen):
+class RuleConfig(Frozen):
     """A user classification rule: every given condition must match."""
 
     kind: ErrorKind
@@ -119,7 +93,7 @@ class RuleConfig(_Frozen):
         return self
 
 
-class BreakerSettings(_Frozen):
+class BreakerSettings(Frozen):
     consecutive_failures: int = Field(default=5, ge=1)
     failure_rate: float = Field(default=0.5, gt=0, le=1)
     window: PositiveDuration = 30.0
@@ -130,20 +104,20 @@ class BreakerSettings(_Frozen):
     half_open_probes: int = Field(default=2, ge=1)
 
 
-class OutlierSettings(_Frozen):
+class OutlierSettings(Frozen):
     consecutive_errors: int = Field(default=5, ge=1)
     base_ejection: PositiveDuration = 30.0
     max_ejection: PositiveDuration = 300.0
     max_ejected_share: float = Field(default=0.5, ge=0, le=1)
 
 
-class BudgetSettings(_Frozen):
+class BudgetSettings(Frozen):
     ratio: float = Field(default=0.2, ge=0)
     window: PositiveDuration = 10.0
     min_retries: int = Field(default=3, ge=0)
 
 
-class EndpointConfig(_Frozen):
+class EndpointConfig(Frozen):
     id: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.:-]+$")
     provider: Literal["openai", "anthropic", "scripted"]
     model: str = Field(min_length=1)
@@ -170,12 +144,12 @@ class EndpointConfig(_Frozen):
         return self
 
 
-class TargetConfig(_Frozen):
+class TargetConfig(Frozen):
     model: str
     retries: int | None = Field(default=None, ge=0)
 
 
-class DegradedConfig(_Frozen):
+class DegradedConfig(Frozen):
     message: str | None = None
     handler: str | None = Field(default=None, pattern=r"^[\w.]+:[\w.]+$")
 
@@ -186,14 +160,14 @@ class DegradedConfig(_Frozen):
         return self
 
 
-class HedgeConfig(_Frozen):
+class HedgeConfig(Frozen):
     multiplier: float = Field(default=2.0, gt=0)
     min_delay: Duration = 0.05
     max_delay: Duration = 5.0
     initial: Duration = 1.0
 
 
-class GroupConfig(_Frozen):
+class GroupConfig(Frozen):
     strategy: Literal["priority", "weighted", "least-latency"] = "priority"
     targets: tuple[str | TargetConfig, ...] = Field(min_length=1)
     fallbacks: tuple[str, ...] = ()
@@ -221,7 +195,7 @@ def _size(value: Any) -> Any:
 Size = Annotated[int, BeforeValidator(_size), Field(gt=0)]
 
 
-class ServerSettings(_Frozen):
+class ServerSettings(Frozen):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
     max_body: Size = 8 * 1024 * 1024
@@ -230,49 +204,7 @@ class ServerSettings(_Frozen):
     log_requests: bool = False
 
 
-def _installed(module: str) -> bool:
-    try:
-        return importlib.util.find_spec(module) is not None
-    except ModuleNotFoundError:  # a parent package is missing
-        return False
-
-
-_OTEL_HINT = "pip install 'bastion[otel]'"
-
-
-class TracingSettings(_Frozen):
-    """OpenTelemetry traces (GenAI semantic conventions); off unless `enabled`.
-
-    `exporter`: `otlp` (OTLP over HTTP to `endpoint`, or the OTEL_EXPORTER_OTLP_*
-    environment variables when absent), `console`, or `none` (context is propagated,
-    nothing is sent). `sample_ratio` applies to traces that start at Bastion; a
-    caller's `traceparent` decides for the traces it continues."""
-
-    enabled: bool = False
-    service_name: str = Field(default="bastion", min_length=1)
-    exporter: Literal["otlp", "console", "none"] = "otlp"
-    endpoint: str | None = Field(default=None, pattern=r"^https?://\S+$")
-    sample_ratio: float = Field(default=1.0, ge=0, le=1)
-
-    # The packages are checked here, so that `bastion check-config` tells of a missing
-    # extra with the field that needs it, rather than the server failing at start.
-    @field_validator("enabled")
-    @classmethod
-    def _sdk_installed(cls, value: bool) -> bool:
-        if value and not _installed("opentelemetry.sdk.trace"):
-            raise ValueError(f"tracing needs the OpenTelemetry SDK: {_OTEL_HINT}")
-        return value
-
-    @field_validator("exporter")
-    @classmethod
-    def _exporter_installed(cls, value: str, info: ValidationInfo) -> str:
-        wanted = info.data.get("enabled", False) and value == "otlp"
-        if wanted and not _installed("opentelemetry.exporter.otlp.proto.http"):
-            raise ValueError(f"the otlp exporter needs its package: {_OTEL_HINT}")
-        return value
-
-
-class KeyConfig(_Frozen):
+class KeyConfig(Frozen):
     """An API key for the gateway's clients. `models` (model groups or endpoint ids) and
     `agents` list what it may use: absent means everything, empty means nothing. `admin`
     opens the control plane. Limits are per minute and per process.
@@ -302,7 +234,7 @@ class KeyConfig(_Frozen):
         return value
 
 
-class AuthSettings(_Frozen):
+class AuthSettings(Frozen):
     """API keys for the gateway's clients. With none, the gateway is open."""
 
     keys: tuple[KeyConfig, ...] = ()
@@ -318,7 +250,7 @@ class AuthSettings(_Frozen):
         return self
 
 
-class MemorySettings(_Frozen):
+class MemorySettings(Frozen):
     """Where agents keep threads: `sqlite:///path.db` (default), `postgresql://…`,
     `redis://…`. Threads idle longer than `retention` are deleted by a sweep."""
 
@@ -336,7 +268,7 @@ class MemorySettings(_Frozen):
         return value
 
 
-class AgentConfig(_Frozen):
+class AgentConfig(Frozen):
     """An agent served at /api/v1/agents/{name}. `tools` are import paths of Python
     functions decorated with `@tool` ("package.module:function")."""
 
@@ -348,7 +280,7 @@ class AgentConfig(_Frozen):
     memory: bool = True
 
 
-class BastionConfig(_Frozen):
+class BastionConfig(Frozen):
     endpoints: tuple[EndpointConfig, ...] = Field(min_length=1)
     models: dict[str, GroupConfig] = Field(default_factory=dict)
     default_model: str | None = None

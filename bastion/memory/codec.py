@@ -14,7 +14,7 @@ from typing import Any, cast, get_args
 
 import orjson
 
-from bastion.memory.base import CorruptRecord, RunRecord, StepRecord
+from bastion.memory.base import CorruptRecord, RunRecord, StepRecord, Thread
 from bastion.types import Message, Role, ToolCall
 
 ROLES: frozenset[str] = frozenset(get_args(Role))
@@ -73,6 +73,18 @@ def loads(data: bytes | str | None) -> dict[str, Any]:
     if not isinstance(doc, dict):
         raise CorruptRecord(f"expected a JSON object, got {type(doc).__name__}")
     return doc
+
+
+def thread_from_row(row: Mapping[str, Any] | Any) -> Thread:
+    """A thread from a SQL row (sqlite3.Row or asyncpg Record: both read by column)."""
+    return Thread(
+        id=row["id"],
+        resource_id=row["resource_id"],
+        version=int(row["version"]),
+        created_at=float(row["created_at"]),
+        updated_at=float(row["updated_at"]),
+        metadata=loads(row["metadata"]),
+    )
 
 
 def step_from_row(run_id: str, row: Mapping[str, Any] | Any) -> StepRecord:

@@ -144,11 +144,11 @@ class PostgresStore(SetupOnEnter):
             row = row or await self._db.fetchrow(_THREAD_BY_ID, thread_id)
         if row["resource_id"] != resource_id:
             raise WrongResource(thread_id)
-        return _thread(row)
+        return codec.thread_from_row(row)
 
     async def get_thread(self, thread_id: str) -> Thread | None:
         row = await self._db.fetchrow(_THREAD_BY_ID, thread_id)
-        return None if row is None else _thread(row)
+        return None if row is None else codec.thread_from_row(row)
 
     async def list_threads(
         self, resource_id: str, *, limit: int = 50, offset: int = 0
@@ -159,7 +159,7 @@ class PostgresStore(SetupOnEnter):
             "ORDER BY updated_at DESC, id LIMIT $2 OFFSET $3",
             resource_id, limit, offset,
         )  # fmt: skip
-        return [_thread(r) for r in rows]
+        return [codec.thread_from_row(r) for r in rows]
 
     async def delete_thread(self, thread_id: str) -> bool:
         """Delete the thread, its messages and its working memory; False if absent."""
@@ -205,7 +205,7 @@ class PostgresStore(SetupOnEnter):
                 "RETURNING *",
                 thread_id, self._clock(),
             )  # fmt: skip
-        return _thread(row)
+        return codec.thread_from_row(row)
 
     # --- leases ----------------------------------------------------------------------
 
@@ -317,14 +317,3 @@ _UPSERT_STEP = (
     "output = excluded.output, status = excluded.status, started_at = excluded.started_at, "
     "ended_at = excluded.ended_at"
 )
-
-
-def _thread(row: Any) -> Thread:
-    return Thread(
-        id=row["id"],
-        resource_id=row["resource_id"],
-        version=int(row["version"]),
-        created_at=float(row["created_at"]),
-        updated_at=float(row["updated_at"]),
-        metadata=codec.loads(row["metadata"]),
-    )

@@ -87,7 +87,7 @@ def schema_version(conn: Conn) -> int:
 
 def get_thread(conn: Conn, thread_id: str) -> Thread | None:
     row = conn.execute(_THREAD_BY_ID, (thread_id,)).fetchone()
-    return None if row is None else _thread(row)
+    return None if row is None else codec.thread_from_row(row)
 
 
 def create_thread(
@@ -98,7 +98,7 @@ def create_thread(
         "INSERT INTO threads VALUES (?, ?, 0, ?, ?, ?) ON CONFLICT DO NOTHING",
         (thread_id, resource_id, now, now, metadata),
     )
-    return _thread(conn.execute(_THREAD_BY_ID, (thread_id,)).fetchone())
+    return codec.thread_from_row(conn.execute(_THREAD_BY_ID, (thread_id,)).fetchone())
 
 
 def list_threads(conn: Conn, resource_id: str, limit: int, offset: int) -> list[Thread]:
@@ -106,7 +106,7 @@ def list_threads(conn: Conn, resource_id: str, limit: int, offset: int) -> list[
         "SELECT * FROM threads WHERE resource_id = ? ORDER BY updated_at DESC, id LIMIT ? OFFSET ?",
         (resource_id, limit, offset),
     )
-    return [_thread(r) for r in rows]
+    return [codec.thread_from_row(r) for r in rows]
 
 
 def delete_threads(conn: Conn, ids: Sequence[str]) -> int:
@@ -244,15 +244,3 @@ def sweep_batch(conn: Conn, idle_before: float, now: float, batch: int) -> tuple
     # Leases left behind by crashed holders would otherwise pile up.
     conn.execute("DELETE FROM leases WHERE expires_at <= ?", (now,))
     return len(ids), deleted
-
-
-def _thread(row: sqlite3.Row | None) -> Thread:
-    assert row is not None  # callers read it inside the transaction that wrote it
-    return Thread(
-        id=row["id"],
-        resource_id=row["resource_id"],
-        version=int(row["version"]),
-        created_at=float(row["created_at"]),
-        updated_at=float(row["updated_at"]),
-        metadata=codec.loads(row["metadata"]),
-    )

@@ -26,7 +26,8 @@ from opentelemetry.sdk.trace.sampling import ParentBasedTraceIdRatio
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from bastion.config.schema import BastionConfig, EndpointConfig, TracingSettings
+from bastion.config.schema import BastionConfig, EndpointConfig
+from bastion.config.tracing_schema import TracingSettings
 from bastion.models.anthropic import DEFAULT_BASE_URL as ANTHROPIC_URL
 from bastion.observability.tracing import Attributes, EndpointInfo, SpanRecorder
 

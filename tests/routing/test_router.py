@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import random
 
 import pytest
-import structlog
+from router_support import build
 
 from bastion import (
     Action,
@@ -14,7 +13,6 @@ from bastion import (
     Degraded,
     Endpoint,
     ErrorKind,
-    EventLogger,
     Fail,
     FailoverError,
     ModelGroup,
@@ -28,10 +26,7 @@ from bastion import (
     chat,
 )
 from bastion.observability.events import (
-    AttemptFinished,
-    FailedOver,
     PanicMode,
-    RequestFinished,
     RetryScheduled,
 )
 from bastion.resilience.breaker import BreakerConfig, BreakerState, BreakerTransition
@@ -39,34 +34,6 @@ from bastion.resilience.clock import FakeClock
 from bastion.resilience.outlier import OutlierConfig
 from bastion.resilience.retry import FailureInfo
 from bastion.routing.options import BudgetConfig
-
-
-def build(
-    models: dict[str, ScriptedModel],
-    groups: dict[str, ModelGroup] | None = None,
-    *,
-    windows: dict[str, int] | None = None,
-    clock: FakeClock | None = None,
-    options: RouterOptions | None = None,
-    events: list | None = None,
-) -> Router:
-    windows = windows or {}
-    endpoints = [
-        (
-            Endpoint(id=name, provider="scripted", model=m.model, context_window=windows.get(name)),
-            m,
-        )
-        for name, m in models.items()
-    ]
-    return Router(
-        endpoints,
-        groups or {"chat": ModelGroup.of(*models)},
-        options=options or RouterOptions(health_checks=False),
-        default_model="chat",
-        clock=clock or FakeClock(),
-        rng=random.Random(7),
-        hooks=[events.append] if events is not None else (),
-    )
 
 
 async def test_success_names_the_endpoint_and_model_that_served():
@@ -386,38 +353,6 @@ async def test_group_retry_override_from_python():
     assert len(primary.requests) == 1
 
 
-async def test_events_tell_the_story_of_a_request():
-    events: list = []
-    router = build(
-        {
-            "primary": ScriptedModel([Fail("server_error", status=500), Fail("connection")]),
-            "backup": ScriptedModel(["b"]),
-        },
-        events=events,
-    )
-    await router.complete(chat("x"))
-    kinds = [type(e).__name__ for e in events]
-    assert kinds == [
-        "AttemptFinished",
-        "RetryScheduled",
-        "AttemptFinished",
-        "FailedOver",
-        "AttemptFinished",
-        "RequestFinished",
-    ]
-    assert isinstance(events[3], FailedOver) and events[3].kind == "connection"
-    assert isinstance(events[4], AttemptFinished) and events[4].ok
-
-
-async def test_a_failing_hook_does_not_break_the_request():
-    def broken(event) -> None:
-        raise RuntimeError("hook bug")
-
-    router = build({"primary": ScriptedModel(["ok"])})
-    router.events.subscribe(broken)
-    assert (await router.complete(chat("x"))).text == "ok"
-
-
 async def test_unknown_model_name_is_a_lookup_error():
     router = build({"primary": ScriptedModel(["ok"])})
     with pytest.raises(LookupError, match="nope"):
@@ -431,14 +366,6 @@ async def test_degraded_answer_is_not_used_for_a_bad_request():
     )
     with pytest.raises(FailoverError):
         await router.complete(chat("x"))
-
-
-async def test_status_reports_breaker_and_counts():
-    router = build({"primary": ScriptedModel([Fail("connection")]), "backup": ScriptedModel(["b"])})
-    await router.complete(chat("x"))
-    status = {s.id: s for s in router.status()}
-    assert status["primary"].failed == 1 and status["backup"].served == 1
-    assert status["primary"].breaker is BreakerState.CLOSED
 
 
 async def test_fallback_entry_retries_must_be_non_negative():
@@ -459,63 +386,3 @@ async def test_group_may_bring_a_whole_policy_with_a_callable():
     with pytest.raises(FailoverError) as caught:
         await router.complete(chat("x"))
     assert caught.value.kind is ErrorKind.UNAVAILABLE and len(primary.requests) == 1
-
-
-async def test_event_logger_writes_one_structured_line_per_event():
-    router = build(
-        {
-            "primary": ScriptedModel([Fail("connection", message="refused")]),
-            "backup": ScriptedModel(["b"]),
-        }
-    )
-    router.events.subscribe(EventLogger())
-    with structlog.testing.capture_logs() as logs:
-        await router.complete(chat("x"))
-    failed_over = next(line for line in logs if line["event"] == "failed_over")
-    assert failed_over["endpoint"] == "primary" and failed_over["kind"] == "connection"
-    assert failed_over["log_level"] == "info"
-    assert any(line["event"] == "request_finished" for line in logs)
-
-
-async def test_reload_keeps_the_state_of_unchanged_endpoints_and_resets_changed_ones():
-    config = {
-        "endpoints": [
-            {"id": "a", "provider": "openai", "model": "m", "base_url": "http://127.0.0.1:9/v1"},
-            {"id": "b", "provider": "openai", "model": "m", "base_url": "http://127.0.0.1:9/v1"},
-        ],
-        "models": {"chat": {"targets": ["a", "b"]}},
-        "breaker": {"consecutive_failures": 1},
-        "health_checks": False,
-    }
-    old = Router.from_config(config)
-    for rt in old._core.runtimes.values():
-        rt.breaker.record_failure()
-    old.isolate("b")
-    changed = dict(
-        config, endpoints=[config["endpoints"][0], {**config["endpoints"][1], "model": "m2"}]
-    )
-    new = Router.from_config(changed, previous=old)
-    status = {s.id: s for s in new.status()}
-    assert status["a"].breaker is BreakerState.OPEN  # unchanged: still open
-    assert status["b"].breaker is BreakerState.CLOSED and not status["b"].isolated  # changed
-    await old.aclose()  # closing the old router leaves the handed-over models alone
-    await new.aclose()
-
-
-async def test_a_cancelled_request_still_ends_on_record():
-    events: list = []
-    asked = asyncio.Event()
-
-    async def hang(_: float) -> None:  # the upstream never answers
-        asked.set()
-        await asyncio.Event().wait()
-
-    router = build({"primary": ScriptedModel([Reply("late", delay=1)], sleep=hang)}, events=events)
-    task = asyncio.create_task(router.complete(chat("x")))
-    await asked.wait()
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
-    finished = [e for e in events if isinstance(e, RequestFinished)]
-    assert [(e.ok, e.kind, e.model) for e in finished] == [(False, "cancelled", "chat")]
-    assert [s.in_flight for s in router.status()] == [0]

@@ -8,7 +8,8 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from bastion.config.schema import EndpointConfig, TracingSettings
+from bastion.config.schema import EndpointConfig
+from bastion.config.tracing_schema import TracingSettings
 from bastion.observability.events import RequestFinished
 from bastion.observability.tracing import EndpointInfo
 from bastion.server.tracing import GatewayTracing, endpoint_info
