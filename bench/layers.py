@@ -7,12 +7,13 @@ below, all in front of the same fake upstream at 0 ms and driven by wrk at concu
 16 (the gateway's core saturated, so CPU per request is the whole story):
 
 - raw: read the body, POST it upstream, return the bytes (bench/bare_proxy.py's path);
-- model: + `parse_chat`, `OpenAIChatModel.complete`, `completion_body` (the wire formats);
+- model: + `parse_chat`, `OpenAIChatModel.complete` (over Bastion's own HTTP/1.1 pool,
+  not aiohttp's client), `completion_body` (the wire formats);
 - router: + a one-endpoint `Router` (plan, breaker, budget, timeouts, attempt records);
 - router + metrics: + the Prometheus `Metrics` hook and `observe_request`;
 - app: the whole gateway app (`create_app(Gateway(config))`, what `bastion serve` runs);
 - app + gc.freeze: the same, with the objects alive at startup frozen out of the
-  collector (`gc.freeze()`), which Bastion does not do today.
+  collector (`gc.freeze()`), as `bastion serve` does once it listens.
 
 Rounds rotate the order; a cell reports the median over rounds. Processes are pinned
 as in `bench.gateway` (servers on core 0, wrk and the fake on core 1).

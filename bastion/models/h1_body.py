@@ -131,19 +131,25 @@ class H1Body:
         return self._take(n)
 
     async def readany(self) -> bytes:
-        """The next chunk as the network delivered it; b"" at the end of the body."""
-        while not self._chunks:
+        """Everything received so far (at least one byte); b"" at the end of the body.
+
+        All of it at once, not one HTTP chunk at a time: a stream's events often come
+        many to a network read, each in a chunk of its own, and every bytes object
+        handed up costs a trip through the SSE decoder and the async layers above it."""
+        chunks = self._chunks
+        while not chunks:
             if self._eof:
                 return b""
             await self._wait()
         if self._error is not None:
             raise self._error
-        chunk = self._chunks.popleft()
-        self._consumed(len(chunk))
-        return chunk
+        data = chunks.popleft() if len(chunks) == 1 else b"".join(chunks)
+        chunks.clear()
+        self._consumed(len(data))
+        return data
 
     def iter_any(self) -> _Chunks:
-        """Iterate over the chunks as the network delivers them."""
+        """Iterate over the body as it arrives (`readany` until the end)."""
         return _Chunks(self)
 
     def _take(self, n: int) -> bytes:
