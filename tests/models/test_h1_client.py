@@ -14,6 +14,7 @@ import zlib
 from collections.abc import AsyncIterator
 
 import pytest
+import trustme
 from aiohttp import web
 
 from bastion.models.h1 import H1Pool, H1Target, H1TLSError
@@ -250,78 +251,14 @@ async def test_large_response_is_streamed_with_bounded_buffering(server, pool) -
 
 @pytest.fixture(scope="module")
 def tls_files(tmp_path_factory) -> tuple[str, str, str]:
-    """(CA cert, server cert, server key) PEM paths for 127.0.0.1."""
+    """(CA cert, server cert, server key) PEM paths for 127.0.0.1, from a throwaway CA."""
     directory = tmp_path_factory.mktemp("tls")
-    try:
-        import trustme
-    except ImportError:
-        return _make_certs_with_cryptography(directory)
     ca = trustme.CA()
     leaf = ca.issue_cert("127.0.0.1", "localhost")
     paths = (directory / "ca.pem", directory / "cert.pem", directory / "key.pem")
     ca.cert_pem.write_to_path(str(paths[0]))
     leaf.cert_chain_pems[0].write_to_path(str(paths[1]))
     leaf.private_key_pem.write_to_path(str(paths[2]))
-    return str(paths[0]), str(paths[1]), str(paths[2])
-
-
-def _make_certs_with_cryptography(directory) -> tuple[str, str, str]:
-    x509 = pytest.importorskip("cryptography.x509")
-    import datetime
-    import ipaddress
-
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-
-    now = datetime.datetime.now(datetime.UTC)
-
-    def build(subject, issuer, public_key, signing_key, *, ca: bool):
-        builder = (
-            x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
-            .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer)]))
-            .public_key(public_key)
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(hours=1))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
-            .add_extension(
-                x509.AuthorityKeyIdentifier.from_issuer_public_key(signing_key.public_key()),
-                critical=False,
-            )
-        )
-        if ca:
-            builder = builder.add_extension(
-                x509.KeyUsage(False, False, False, False, False, True, True, False, False),
-                critical=True,
-            )
-        else:
-            builder = builder.add_extension(
-                x509.SubjectAlternativeName(
-                    [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
-                ),
-                critical=False,
-            ).add_extension(
-                x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False
-            )
-        return builder.sign(signing_key, hashes.SHA256())
-
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_cert = build("Bastion test CA", "Bastion test CA", ca_key.public_key(), ca_key, ca=True)
-    key = ec.generate_private_key(ec.SECP256R1())
-    cert = build("127.0.0.1", "Bastion test CA", key.public_key(), ca_key, ca=False)
-    paths = (directory / "ca.pem", directory / "cert.pem", directory / "key.pem")
-    paths[0].write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
-    paths[1].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    paths[2].write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
     return str(paths[0]), str(paths[1]), str(paths[2])
 
 
