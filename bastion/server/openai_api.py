@@ -19,6 +19,7 @@ import orjson
 from aiohttp import web
 
 from bastion.routing import Router, RouterStream
+from bastion.server.coalesce import next_or_flush
 from bastion.server.errors import ApiError, from_exception
 from bastion.server.gateway import Gateway
 from bastion.server.keys import GATEWAY, PRINCIPAL
@@ -134,6 +135,14 @@ async def _stream(
     finish_reason = "error"
     usage = 0
     last = now
+    pending: list[bytes] = []
+
+    async def flush() -> None:
+        if pending:
+            data = pending[0] if len(pending) == 1 else b"".join(pending)
+            pending.clear()
+            await response.write(data)
+
     try:
         await response.prepare(request)
         event = first
@@ -143,27 +152,28 @@ async def _stream(
                 if event is not first:
                     metrics.observe_inter_token(stream.endpoint or "", tick - last)
                 last = tick
-                chunk = (
+                pending.append(
                     writer.text(event.text)
                     if isinstance(event, TextDelta)
                     else writer.tool_call(event)
                 )
-                await response.write(chunk)
             elif isinstance(event, StreamError):
                 attempts = [
                     {"endpoint": a.endpoint, "kind": a.kind, "status": a.status}
                     for a in event.attempts
                 ]
-                await response.write(ChunkWriter.error(event.kind, event.message, attempts))
+                pending.append(ChunkWriter.error(event.kind, event.message, attempts))
             elif isinstance(event, StreamFinish):
                 finish_reason = event.finish_reason
                 usage = event.usage.total_tokens if event.usage else 0
                 if finish_reason != "error":
-                    await response.write(writer.finish(event, parsed.include_usage))
+                    pending.append(writer.finish(event, parsed.include_usage))
                 else:
-                    await response.write(b"data: [DONE]\n\n")
+                    pending.append(b"data: [DONE]\n\n")
+                await flush()
                 break
-            event = await stream.__anext__()
+            # Events already decoded go out together; the buffer is written before any wait.
+            event = await next_or_flush(stream, flush)
     except (ConnectionResetError, asyncio.CancelledError):
         # The client left: stop the upstream attempt at once, no tokens for nobody.
         await stream.aclose()
