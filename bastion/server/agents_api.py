@@ -47,6 +47,7 @@ from bastion.server.agents_codec import (
     parse_run,
     result_body,
 )
+from bastion.server.coalesce import next_or_flush
 from bastion.server.errors import ApiError, from_exception, invalid
 from bastion.server.gateway import Gateway
 from bastion.server.keys import GATEWAY, PRINCIPAL
@@ -266,15 +267,29 @@ async def stream(request: web.Request) -> web.StreamResponse:
             }
         )
         await response.prepare(request)
+        pending: list[bytes] = []
+
+        async def flush() -> None:
+            if pending:
+                data = b"".join(pending)
+                pending.clear()
+                await response.write(data)
+
         try:
             async with aclosing(agent.stream(body.messages, **turn.arguments())) as events:
-                async for event in events:
+                while True:
+                    # Events that are ready go out together, written before any wait.
+                    try:
+                        event = await next_or_flush(events, flush)
+                    except StopAsyncIteration:
+                        break
                     error = None
                     if isinstance(event, Error):
                         error = run_error(event.exception, turn.run_id)
                     elif isinstance(event, Finished):
                         record_usage(request, event.result.usage)
-                    await response.write(sse(*event_body(event, error)))
+                    pending.append(sse(*event_body(event, error)))
+                await flush()
         except ConnectionResetError:
             # The client left; leaving the block closed the run (cancelled, recorded).
             return response
