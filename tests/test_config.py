@@ -123,3 +123,19 @@ def test_degraded_handler_import_path_is_checked():
                 "models": {"chat": {"targets": ["a"], "degraded": {"handler": "nowhere:fn"}}},
             }
         )
+
+
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        ("https://user:hunter2@proxy.example/v1", "credentials in the URL are not supported"),
+        ("ftp://proxy.example/v1", "unsupported URL scheme 'ftp'"),
+    ],
+)
+def test_a_base_url_the_client_cannot_use_is_refused_at_load(monkeypatch, url, says):
+    monkeypatch.setenv("PRIMARY_KEY", "k")
+    with pytest.raises(ConfigError) as caught:
+        load_config(CONFIG.replace("http://127.0.0.1:9/v1", url))
+    message = str(caught.value)
+    assert "line 4" in message and "endpoints[0].base_url" in message and says in message
+    assert "hunter2" not in message

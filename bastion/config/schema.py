@@ -19,6 +19,7 @@ from pydantic import (
 
 from bastion.config.fields import Duration, Frozen, PositiveDuration
 from bastion.config.tracing_schema import TracingSettings
+from bastion.models.h1 import H1Target
 from bastion.resilience.errors import ErrorKind
 
 
@@ -134,6 +135,14 @@ class EndpointConfig(Frozen):
     classify: tuple[RuleConfig, ...] = ()
     breaker: BreakerSettings | None = None
     reply: str | None = None  # scripted endpoints: the fixed answer
+
+    @field_validator("base_url")
+    @classmethod
+    def _usable_url(cls, value: str) -> str:
+        # What the upstream client will refuse at the first request, refused at load.
+        if value:
+            H1Target.parse(value)  # ValueError: scheme, host, port, credentials
+        return value
 
     @model_validator(mode="after")
     def _url_for_http(self) -> EndpointConfig:
