@@ -69,8 +69,14 @@ class ChatRequest:
 
 @dataclass(frozen=True, slots=True)
 class Usage:
+    """Token counts. `cached_tokens` (of the prompt's, served from the provider's cache)
+    and `reasoning_tokens` (of the completion's, spent thinking) are None when the
+    provider did not say: unknown is not zero to someone computing a bill."""
+
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    cached_tokens: int | None = None
+    reasoning_tokens: int | None = None
 
     @property
     def total_tokens(self) -> int:
@@ -80,7 +86,13 @@ class Usage:
         return Usage(
             self.prompt_tokens + other.prompt_tokens,
             self.completion_tokens + other.completion_tokens,
+            _add_known(self.cached_tokens, other.cached_tokens),
+            _add_known(self.reasoning_tokens, other.reasoning_tokens),
         )
+
+
+def _add_known(a: int | None, b: int | None) -> int | None:
+    return a if b is None else b if a is None else a + b
 
 
 @dataclass(frozen=True, slots=True)

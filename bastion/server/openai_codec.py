@@ -198,12 +198,18 @@ def parse_chat(raw: bytes) -> ParsedChat:
 # --- answers -----------------------------------------------------------------------
 
 
-def usage_json(usage: Usage) -> dict[str, int]:
-    return {
+def usage_json(usage: Usage) -> dict[str, Any]:
+    """OpenAI's usage object; the token details only when the upstream reported them."""
+    out: dict[str, Any] = {
         "prompt_tokens": usage.prompt_tokens,
         "completion_tokens": usage.completion_tokens,
         "total_tokens": usage.total_tokens,
     }
+    if usage.cached_tokens is not None:
+        out["prompt_tokens_details"] = {"cached_tokens": usage.cached_tokens}
+    if usage.reasoning_tokens is not None:
+        out["completion_tokens_details"] = {"reasoning_tokens": usage.reasoning_tokens}
+    return out
 
 
 def tool_call_json(call: ToolCall) -> dict[str, Any]:

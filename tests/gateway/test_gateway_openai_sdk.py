@@ -62,7 +62,11 @@ def test_sync_client_streams_an_answer(client: openai.OpenAI) -> None:
     )
     chunks = list(stream)
     assert streamed_text(chunks) == DEFAULT_TEXT
-    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens > 0
+    usage = chunks[-1].usage
+    assert usage is not None and usage.completion_tokens > 0
+    # The token details the upstream reported survive the re-encoding of the stream.
+    assert usage.prompt_tokens_details is not None
+    assert usage.prompt_tokens_details.cached_tokens == 0
 
 
 async def test_async_client_gets_an_answer(aclient: openai.AsyncOpenAI) -> None:

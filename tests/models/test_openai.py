@@ -147,6 +147,24 @@ async def test_answer_is_mapped(upstream, model) -> None:
     assert response.raw == ANSWER
 
 
+async def test_token_details_are_read_and_unreported_ones_stay_unknown(upstream, model) -> None:
+    usage = {
+        "prompt_tokens": 12,
+        "completion_tokens": 30,
+        "total_tokens": 42,
+        "prompt_tokens_details": {"cached_tokens": 8, "audio_tokens": 0},
+        "completion_tokens_details": {"reasoning_tokens": 24},
+    }
+    upstream.on("/v1/chat/completions", upstream.json(200, {**ANSWER, "usage": usage}))
+    detailed = (await model.complete(chat("hi"))).usage
+    assert (detailed.cached_tokens, detailed.reasoning_tokens) == (8, 24)
+    upstream.on("/v1/chat/completions", upstream.json(200, ANSWER))
+    plain = (await model.complete(chat("hi"))).usage
+    assert (plain.cached_tokens, plain.reasoning_tokens) == (None, None)
+    assert (detailed + plain).cached_tokens == 8
+    assert (plain + plain).cached_tokens is None
+
+
 async def test_tool_calls_are_mapped(upstream, model) -> None:
     answer = {
         "model": "m",

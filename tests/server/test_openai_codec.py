@@ -8,7 +8,7 @@ import orjson
 import pytest
 
 from bastion.server.errors import ApiError
-from bastion.server.openai_codec import ChunkWriter, completion_body, parse_chat
+from bastion.server.openai_codec import ChunkWriter, completion_body, parse_chat, usage_json
 from bastion.types import ChatResponse, Message, StreamFinish, ToolCall, ToolCallDelta, Usage
 
 
@@ -169,6 +169,21 @@ def test_answers_not_in_openai_shape_are_built_from_the_answer():
                 "finish_reason": "stop",
             }
         ]
+
+
+def test_usage_details_are_written_only_when_known():
+    assert usage_json(Usage(3, 4)) == {
+        "prompt_tokens": 3,
+        "completion_tokens": 4,
+        "total_tokens": 7,
+    }
+    assert usage_json(Usage(3, 4, cached_tokens=2, reasoning_tokens=0)) == {
+        "prompt_tokens": 3,
+        "completion_tokens": 4,
+        "total_tokens": 7,
+        "prompt_tokens_details": {"cached_tokens": 2},
+        "completion_tokens_details": {"reasoning_tokens": 0},
+    }
 
 
 def test_chunks_decode_as_openai_stream_chunks():
