@@ -144,6 +144,19 @@ class OutlierDetector:
         """The members out now (restoring those whose time is up)."""
         return frozenset(n for n, m in self._members.items() if self._still_ejected(n, m))
 
+    def adopt(self, previous: OutlierDetector, names: frozenset[str]) -> None:
+        """Take over what `previous` knew of the members named in `names` (a reload
+        that left those endpoints unchanged): their error runs, ejections and how
+        often they were ejected, so that a sick endpoint stays out across a reload."""
+        for name, member in self._members.items():
+            old = previous._members.get(name)
+            if old is None or name not in names:
+                continue
+            member.consecutive = old.consecutive
+            member.times_ejected = old.times_ejected
+            member.until = old.until
+            member.restored_at = old.restored_at
+
     # --- transitions ---------------------------------------------------------------
 
     def _still_ejected(self, name: str, member: _Member) -> bool:

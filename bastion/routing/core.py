@@ -101,6 +101,15 @@ class RouterCore:
             self.detectors[name] = OutlierDetector(
                 name, members, options.outlier, clock=clock, on_event=bus.emit
             )
+        if previous is not None:
+            # Unchanged endpoints keep their ejections too, group by group.
+            unchanged = frozenset(
+                ep for ep, rt in self.runtimes.items() if previous.runtimes.get(ep) is rt
+            )
+            for name, detector in self.detectors.items():
+                old = previous.detectors.get(name)
+                if old is not None:
+                    detector.adopt(old, unchanged)
         self._member_of: dict[str, tuple[OutlierDetector, ...]] = {
             ep: tuple(d for d in self.detectors.values() if ep in d.members) for ep in self.runtimes
         }

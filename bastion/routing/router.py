@@ -94,7 +94,7 @@ class Router:
         config (the schema of DESIGN §3); keyword arguments go to the constructor.
 
         With `previous=router`, endpoints that the new config leaves unchanged keep
-        their connections, breaker, health and latency state: a reload does not
+        their connections, breaker, ejection, health and latency state: a reload does not
         forget that an endpoint is sick."""
         from bastion.routing.configure import load_router_config
 

@@ -123,3 +123,36 @@ async def test_a_cancelled_request_still_ends_on_record():
     finished = [e for e in events if isinstance(e, RequestFinished)]
     assert [(e.ok, e.kind, e.model) for e in finished] == [(False, "cancelled", "chat")]
     assert [s.in_flight for s in router.status()] == [0]
+
+
+async def test_reload_keeps_the_ejections_of_unchanged_endpoints():
+    config = {
+        "endpoints": [
+            {"id": "a", "provider": "openai", "model": "m", "base_url": "http://127.0.0.1:9/v1"},
+            {"id": "c", "provider": "openai", "model": "m", "base_url": "http://127.0.0.1:9/v1"},
+            {"id": "b", "provider": "scripted", "model": "m", "reply": "from b"},
+        ],
+        "models": {"chat": {"targets": ["a", "c", "b"]}},
+        "outlier": {"consecutive_errors": 2, "base_ejection": "60s", "max_ejected_share": 1.0},
+        "breaker": {"consecutive_failures": 100},
+        "retry": {"connection": {"retries": 0}},
+        "health_checks": False,
+    }
+    old = Router.from_config(config)
+    for _ in range(2):  # nothing listens on port 9: a and c fail, b answers
+        assert (await old.complete(chat("x"), model="chat")).endpoint == "b"
+    assert {s.id for s in old.status() if s.ejected} == {"a", "c"}
+    changed = dict(
+        config,
+        endpoints=[
+            *config["endpoints"][:1],
+            {**config["endpoints"][1], "model": "m2"},
+            config["endpoints"][2],
+        ],
+    )
+    new = Router.from_config(changed, previous=old)
+    assert {s.id for s in new.status() if s.ejected} == {"a"}  # c changed: a fresh start
+    answer = await new.complete(chat("x"), model="chat")
+    assert [a.endpoint for a in answer.attempts] == ["c", "b"]  # a stays out
+    await old.aclose()
+    await new.aclose()
