@@ -120,8 +120,9 @@ def finish_response(resp: UpstreamResponse) -> None:
 class HttpClient:
     """Sends one endpoint's requests and speaks for its transport failures.
 
-    With `session` given, that session is used and never closed here; otherwise one is
-    created on first use (sized by `endpoint.max_concurrency`) and closed by `aclose()`.
+    With `session` given (an aiohttp session or a shared `H1Pool`), it is used and never
+    closed here; otherwise an `H1Pool` is created on first use (sized by
+    `endpoint.max_concurrency`) and closed by `aclose()`.
     """
 
     def __init__(self, endpoint: Endpoint, session: Transport | None = None) -> None:
