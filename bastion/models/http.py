@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, Protocol
 
@@ -27,7 +27,7 @@ import orjson
 from bastion.models.base import Endpoint
 from bastion.models.h1 import H1Error, H1Pool, H1Target
 from bastion.models.http_errors import TRANSLATIONS, Translation, body_message, error_message
-from bastion.models.sse import SseError
+from bastion.models.sse import ByteChunks, SseError
 from bastion.resilience.errors import (
     ErrorKind,
     StreamBroken,
@@ -56,11 +56,11 @@ _TRANSPORT_ERRORS = (aiohttp.ClientError, H1Error, OSError, SseError)
 Transport = aiohttp.ClientSession | H1Pool
 
 
-class UpstreamBody(Protocol):
-    """The parts of a response body both transports offer (aiohttp's StreamReader)."""
+class UpstreamBody(ByteChunks, Protocol):
+    """The parts of a response body both transports offer (aiohttp's StreamReader):
+    `iter_any` for the SSE decoder, and these."""
 
     async def read(self, n: int = -1) -> bytes: ...
-    def iter_any(self) -> AsyncIterator[bytes]: ...
     def is_eof(self) -> bool: ...
 
 

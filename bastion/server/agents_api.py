@@ -47,7 +47,7 @@ from bastion.server.agents_codec import (
     parse_run,
     result_body,
 )
-from bastion.server.coalesce import next_or_flush
+from bastion.server.coalesce import WriteBuffer, next_or_flush
 from bastion.server.errors import ApiError, from_exception, invalid
 from bastion.server.gateway import Gateway
 from bastion.server.keys import GATEWAY, PRINCIPAL
@@ -267,20 +267,13 @@ async def stream(request: web.Request) -> web.StreamResponse:
             }
         )
         await response.prepare(request)
-        pending: list[bytes] = []
-
-        async def flush() -> None:
-            if pending:
-                data = b"".join(pending)
-                pending.clear()
-                await response.write(data)
-
+        pending = WriteBuffer(response)
         try:
             async with aclosing(agent.stream(body.messages, **turn.arguments())) as events:
                 while True:
                     # Events that are ready go out together, written before any wait.
                     try:
-                        event = await next_or_flush(events, flush)
+                        event = await next_or_flush(events, pending.flush)
                     except StopAsyncIteration:
                         break
                     error = None
@@ -288,8 +281,8 @@ async def stream(request: web.Request) -> web.StreamResponse:
                         error = run_error(event.exception, turn.run_id)
                     elif isinstance(event, Finished):
                         record_usage(request, event.result.usage)
-                    pending.append(sse(*event_body(event, error)))
-                await flush()
+                    pending.add(sse(*event_body(event, error)))
+                await pending.flush()
         except ConnectionResetError:
             # The client left; leaving the block closed the run (cancelled, recorded).
             return response

@@ -22,7 +22,30 @@ import types
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Generator
 from typing import Any, TypeVar
 
+from aiohttp import web
+
 T = TypeVar("T")
+
+
+class WriteBuffer:
+    """Bytes for a streamed response, held until `flush()` writes them in one piece
+    (`next_or_flush(stream, buffer.flush)` calls it before the stream waits)."""
+
+    __slots__ = ("_parts", "_response")
+
+    def __init__(self, response: web.StreamResponse) -> None:
+        self._response = response
+        self._parts: list[bytes] = []
+
+    def add(self, data: bytes) -> None:
+        self._parts.append(data)
+
+    async def flush(self) -> None:
+        parts = self._parts
+        if parts:
+            data = parts[0] if len(parts) == 1 else b"".join(parts)
+            parts.clear()
+            await self._response.write(data)
 
 
 async def next_or_flush(stream: AsyncIterator[T], flush: Callable[[], Awaitable[None]]) -> T:

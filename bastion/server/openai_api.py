@@ -19,7 +19,7 @@ import orjson
 from aiohttp import web
 
 from bastion.routing import Router, RouterStream
-from bastion.server.coalesce import next_or_flush
+from bastion.server.coalesce import WriteBuffer, next_or_flush
 from bastion.server.errors import ApiError, from_exception
 from bastion.server.gateway import Gateway
 from bastion.server.keys import GATEWAY, PRINCIPAL
@@ -135,14 +135,7 @@ async def _stream(
     finish_reason = "error"
     usage = 0
     last = now
-    pending: list[bytes] = []
-
-    async def flush() -> None:
-        if pending:
-            data = pending[0] if len(pending) == 1 else b"".join(pending)
-            pending.clear()
-            await response.write(data)
-
+    pending = WriteBuffer(response)
     try:
         await response.prepare(request)
         event = first
@@ -152,7 +145,7 @@ async def _stream(
                 if event is not first:
                     metrics.observe_inter_token(stream.endpoint or "", tick - last)
                 last = tick
-                pending.append(
+                pending.add(
                     writer.text(event.text)
                     if isinstance(event, TextDelta)
                     else writer.tool_call(event)
@@ -162,18 +155,18 @@ async def _stream(
                     {"endpoint": a.endpoint, "kind": a.kind, "status": a.status}
                     for a in event.attempts
                 ]
-                pending.append(ChunkWriter.error(event.kind, event.message, attempts))
+                pending.add(ChunkWriter.error(event.kind, event.message, attempts))
             elif isinstance(event, StreamFinish):
                 finish_reason = event.finish_reason
                 usage = event.usage.total_tokens if event.usage else 0
                 if finish_reason != "error":
-                    pending.append(writer.finish(event, parsed.include_usage))
+                    pending.add(writer.finish(event, parsed.include_usage))
                 else:
-                    pending.append(b"data: [DONE]\n\n")
-                await flush()
+                    pending.add(b"data: [DONE]\n\n")
+                await pending.flush()
                 break
             # Events already decoded go out together; the buffer is written before any wait.
-            event = await next_or_flush(stream, flush)
+            event = await next_or_flush(stream, pending.flush)
     except (ConnectionResetError, asyncio.CancelledError):
         # The client left: stop the upstream attempt at once, no tokens for nobody.
         await stream.aclose()
