@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from aiohttp import web
 
@@ -13,4 +13,9 @@ if TYPE_CHECKING:
 GATEWAY: web.AppKey[Gateway] = web.AppKey("bastion.gateway")
 # The authenticated caller, set by the auth middleware; absent when the gateway runs
 # without keys.
-PRINCIPAL: web.RequestKey[Principal] = web.RequestKey("bastion.principal")
+# aiohttp < 3.14 has no RequestKey; there a plain string key does the same job.
+PRINCIPAL: web.RequestKey[Principal] = (
+    web.RequestKey("bastion.principal")
+    if hasattr(web, "RequestKey")
+    else cast("web.RequestKey[Principal]", "bastion.principal")
+)
