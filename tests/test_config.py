@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from bastion import ConfigError, ErrorKind, Router, chat
+from bastion import ConfigError, Endpoint, ErrorKind, Router, RouterOptions, chat
 from bastion.config import load_config
+from bastion.resilience import BreakerConfig
 
 CONFIG = """\
 endpoints:
@@ -139,3 +140,49 @@ def test_a_base_url_the_client_cannot_use_is_refused_at_load(monkeypatch, url, s
     message = str(caught.value)
     assert "line 4" in message and "endpoints[0].base_url" in message and says in message
     assert "hunter2" not in message
+
+
+@pytest.mark.parametrize(
+    ("section", "says"),
+    [("state", "shared state across processes"), ("mcp", "MCP servers")],
+)
+def test_a_section_that_is_not_built_is_refused_by_name(monkeypatch, section, says):
+    monkeypatch.setenv("PRIMARY_KEY", "k")
+    with pytest.raises(ConfigError) as caught:
+        load_config(CONFIG + f"{section}: {{anything: 1}}\n")
+    message = str(caught.value)
+    assert f"{section}: not implemented yet" in message and says in message
+    assert caught.value.line == CONFIG.count("\n") + 1
+
+
+def test_a_degraded_handler_that_cannot_be_imported_names_field_and_line():
+    with pytest.raises(ConfigError) as caught:
+        load_config(
+            "endpoints: [{id: a, provider: scripted, model: m}]\n"
+            "models:\n"
+            "  chat:\n"
+            "    targets: [a]\n"
+            "    degraded: {handler: 'nowhere:fn'}\n"
+        )
+    assert "models.chat.degraded: cannot import 'nowhere:fn'" in str(caught.value)
+    assert caught.value.line == 5
+
+
+async def test_the_loaded_endpoints_and_settings_are_what_the_router_takes(monkeypatch):
+    # One type: an application can hand the config's endpoints and breaker settings
+    # to the Python API as they are.
+    monkeypatch.setenv("PRIMARY_KEY", "k")
+    config = load_config(CONFIG)
+    options = RouterOptions(breaker=config.breaker, deadline=config.deadline)
+    async with Router(config.endpoints, options=options) as router:
+        router.isolate("primary")
+        answer = await router.complete(chat("hi"), model="local")
+    assert answer.text == "from the local model"
+    assert config.breaker == BreakerConfig(open_for="10s")
+
+
+async def test_a_scripted_endpoint_given_to_the_python_api_answers_its_reply():
+    endpoint = Endpoint(id="local", provider="scripted", model="tiny", reply="canned")
+    async with Router([endpoint]) as router:
+        answer = await router.complete(chat("hi"), model="local")
+    assert answer.text == "canned"

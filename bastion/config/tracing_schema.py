@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field, ValidationInfo, field_validator
 
-from bastion.config.fields import Frozen
+from bastion.resilience.settings import Frozen
 
 
 def _installed(module: str) -> bool:

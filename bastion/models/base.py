@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
-from typing import Literal, Protocol, runtime_checkable
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import field
+from typing import Annotated, Any, Literal, Protocol, runtime_checkable
 
+from pydantic import AfterValidator, BeforeValidator, Field
+
+from bastion.models.h1 import H1Target
+from bastion.models.providers import PROVIDERS, provider
+from bastion.resilience.settings import PositiveDuration, settings
 from bastion.types import ChatRequest, ChatResponse, StreamEvent
 
 Prefill = Literal["auto", "supported", "unsupported"]
 
 
-@dataclass(frozen=True, slots=True)
+@settings
 class Timeouts:
-    """Per-attempt time bounds, in seconds.
+    """Per-attempt time bounds, in seconds (or a duration string: "2s", "150ms").
 
     `connect` bounds the TCP/TLS handshake; `headers` the wait for response headers
     (None: `first_token` for streams; for a complete answer the headers come with it,
@@ -22,11 +27,11 @@ class Timeouts:
     `first_token` and `idle` are enforced by the router around the model's call.
     """
 
-    connect: float = 2.0
-    headers: float | None = None
-    first_token: float = 15.0
-    idle: float = 30.0
-    total: float = 120.0
+    connect: PositiveDuration = 2.0
+    headers: PositiveDuration | None = None
+    first_token: PositiveDuration = 15.0
+    idle: PositiveDuration = 30.0
+    total: PositiveDuration = 120.0
 
     def headers_for(self, stream: bool) -> float | None:
         """The model's own bound on the headers; None leaves it to the attempt's `total`
@@ -36,35 +41,68 @@ class Timeouts:
         return self.first_token if stream else None
 
 
-@dataclass(frozen=True, slots=True)
+@settings
 class HealthCheck:
     """Active probing. `mode` "http" GETs `path` under the base URL (no tokens
     spent); "completion" asks for one token; "off" disables probing."""
 
-    interval: float = 5.0
-    timeout: float = 2.0
+    interval: PositiveDuration = 5.0
+    timeout: PositiveDuration = 2.0
     mode: Literal["http", "completion", "off"] = "http"
     path: str | None = None  # None: the provider's own (OpenAI "/models", Anthropic "/v1/models")
-    healthy_after: int = 2
-    unhealthy_after: int = 2
+    healthy_after: Annotated[int, Field(ge=1)] = 2
+    unhealthy_after: Annotated[int, Field(ge=1)] = 2
 
 
-@dataclass(frozen=True, slots=True)
+def _known_provider(name: str) -> str:
+    provider(name)  # ValueError naming the known ones
+    return name
+
+
+def _usable_url(url: str) -> str:
+    # What the upstream client would refuse at the first request, refused up front.
+    if url:
+        H1Target.parse(url)  # ValueError: scheme, host, port, credentials
+    return url
+
+
+def _health(value: Any) -> Any:
+    # `health: false` in a config turns probing off.
+    return HealthCheck(mode="off") if value is False else value
+
+
+def _pairs(value: Any) -> Any:
+    return tuple(value.items()) if isinstance(value, Mapping) else value
+
+
+@settings
 class Endpoint:
-    """A concrete deployment of a model: where it is and how to treat it."""
+    """A concrete deployment of a model: where it is and how to treat it.
 
-    id: str
-    provider: str
-    model: str
-    base_url: str = ""
+    `provider` names an entry of `bastion.models.providers.PROVIDERS`. `headers` go
+    with every request (a mapping is accepted). `reply` is the fixed answer of a
+    scripted endpoint. `health=False` turns active probing off."""
+
+    id: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9_.:-]+$")]
+    provider: Annotated[str, AfterValidator(_known_provider)]
+    model: Annotated[str, Field(min_length=1)]
+    base_url: Annotated[str, AfterValidator(_usable_url)] = ""
     api_key: str | None = field(default=None, repr=False)
-    context_window: int | None = None
-    weight: float = 1.0
-    max_concurrency: int | None = None
-    timeouts: Timeouts = field(default_factory=Timeouts)
-    health: HealthCheck = field(default_factory=HealthCheck)
+    context_window: Annotated[int | None, Field(gt=0)] = None
+    weight: Annotated[float, Field(ge=0)] = 1.0
+    max_concurrency: Annotated[int | None, Field(ge=1)] = None
+    timeouts: Timeouts = Timeouts()
+    health: Annotated[HealthCheck, BeforeValidator(_health)] = HealthCheck()
     prefill: Prefill = "auto"
-    headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+    headers: Annotated[tuple[tuple[str, str], ...], BeforeValidator(_pairs)] = field(
+        default=(), repr=False
+    )
+    reply: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.reply is not None and not provider(self.provider).scripted:
+            scripted = [name for name, p in PROVIDERS.items() if p.scripted]
+            raise ValueError(f"reply is only for provider {' or '.join(map(repr, scripted))}")
 
 
 @runtime_checkable

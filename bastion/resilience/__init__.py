@@ -14,7 +14,7 @@ from bastion.resilience.breaker import (
     BreakerTransition,
     CircuitBreaker,
 )
-from bastion.resilience.budget import RetryBudget
+from bastion.resilience.budget import BudgetConfig, RetryBudget
 from bastion.resilience.clock import Clock, FakeClock, SlidingCounter, SystemClock, wait_for
 from bastion.resilience.errors import (
     ENDPOINT_FAULTS,
@@ -48,6 +48,7 @@ from bastion.resilience.retry import (
     RetryPolicy,
     full_jitter,
 )
+from bastion.resilience.settings import Duration, PositiveDuration, settings
 
 __all__ = [
     "DEFAULT_BREAKER_CONFIG",
@@ -60,11 +61,13 @@ __all__ = [
     "BreakerSnapshot",
     "BreakerState",
     "BreakerTransition",
+    "BudgetConfig",
     "CircuitBreaker",
     "Classification",
     "ClassificationRule",
     "Clock",
     "Decision",
+    "Duration",
     "Ejected",
     "ErrorKind",
     "FailureInfo",
@@ -75,6 +78,7 @@ __all__ = [
     "KindPolicy",
     "OutlierConfig",
     "OutlierDetector",
+    "PositiveDuration",
     "Probe",
     "Restored",
     "RetryBudget",
@@ -90,5 +94,6 @@ __all__ = [
     "kind_of_message",
     "kind_of_response",
     "parse_retry_after",
+    "settings",
     "wait_for",
 ]

@@ -17,8 +17,12 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Annotated
+
+from pydantic import Field
 
 from bastion.resilience.clock import Clock, SlidingCounter, SystemClock
+from bastion.resilience.settings import PositiveDuration, settings
 
 _log = logging.getLogger(__name__)
 
@@ -31,9 +35,9 @@ class BreakerState(StrEnum):
     HALF_OPEN = "half_open"
 
 
-@dataclass(frozen=True, slots=True)
+@settings
 class BreakerConfig:
-    """When to open and how long to stay open.
+    """When to open and how long to stay open (the `breaker:` section of the config).
 
     Opens on `consecutive_failures` failures in a row, or once at least `min_calls`
     calls ended within the last `window` seconds and `failures / calls ≥
@@ -43,29 +47,21 @@ class BreakerConfig:
     many successes.
     """
 
-    consecutive_failures: int = 5
-    failure_rate: float = 0.5
-    window: float = 30.0
-    min_calls: int = 20
-    open_for: float = 10.0
-    open_for_max: float = 300.0
-    backoff: float = 2.0
-    half_open_probes: int = 2
+    consecutive_failures: Annotated[int, Field(ge=1)] = 5
+    failure_rate: Annotated[float, Field(gt=0, le=1)] = 0.5
+    window: PositiveDuration = 30.0
+    min_calls: Annotated[int, Field(ge=1)] = 20
+    open_for: PositiveDuration = 10.0
+    open_for_max: PositiveDuration = 300.0
+    backoff: Annotated[float, Field(ge=1)] = 2.0
+    half_open_probes: Annotated[int, Field(ge=1)] = 2
 
     def __post_init__(self) -> None:
-        checks = (
-            ("consecutive_failures", self.consecutive_failures >= 1, "at least 1"),
-            ("failure_rate", 0 < self.failure_rate <= 1, "in (0, 1]"),
-            ("window", self.window > 0, "positive"),
-            ("min_calls", self.min_calls >= 1, "at least 1"),
-            ("open_for", self.open_for > 0, "positive"),
-            ("open_for_max", self.open_for_max >= self.open_for, "at least open_for"),
-            ("backoff", self.backoff >= 1, "at least 1"),
-            ("half_open_probes", self.half_open_probes >= 1, "at least 1"),
-        )
-        for name, ok, wanted in checks:
-            if not ok:
-                raise ValueError(f"breaker {name} must be {wanted}, got {getattr(self, name)}")
+        if self.open_for_max < self.open_for:
+            raise ValueError(
+                f"open_for_max ({self.open_for_max:g}s) must be at least "
+                f"open_for ({self.open_for:g}s)"
+            )
 
 
 DEFAULT_BREAKER_CONFIG = BreakerConfig()

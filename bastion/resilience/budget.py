@@ -7,7 +7,26 @@ just when it can least take it. A budget bounds the retries of all requests toge
 
 from __future__ import annotations
 
+from typing import Annotated
+
+from pydantic import Field
+
 from bastion.resilience.clock import Clock, SlidingCounter, SystemClock
+from bastion.resilience.settings import PositiveDuration, settings
+
+
+@settings
+class BudgetConfig:
+    """Retries may add at most `ratio` × requests per endpoint over `window` seconds,
+    with a floor of `min_retries` per window so a quiet endpoint can still retry (the
+    `budget:` section of the config)."""
+
+    ratio: Annotated[float, Field(ge=0)] = 0.2
+    window: PositiveDuration = 10.0
+    min_retries: Annotated[int, Field(ge=0)] = 3
+
+
+_DEFAULT = BudgetConfig()
 
 
 class RetryBudget:
@@ -22,17 +41,14 @@ class RetryBudget:
 
     def __init__(
         self,
-        ratio: float = 0.2,
-        window: float = 10.0,
-        min_retries: int = 3,
+        ratio: float = _DEFAULT.ratio,
+        window: float = _DEFAULT.window,
+        min_retries: int = _DEFAULT.min_retries,
         *,
         clock: Clock | None = None,
         buckets: int = 10,
     ) -> None:
-        if not ratio >= 0:
-            raise ValueError(f"ratio must not be negative, got {ratio}")
-        if min_retries < 0:
-            raise ValueError(f"min_retries must not be negative, got {min_retries}")
+        BudgetConfig(ratio=ratio, window=window, min_retries=min_retries)  # the checks
         clock = clock if clock is not None else SystemClock()
         self.ratio = ratio
         self.window = window

@@ -12,15 +12,19 @@ import logging
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Annotated
+
+from pydantic import Field
 
 from bastion.resilience.clock import Clock, SystemClock
+from bastion.resilience.settings import PositiveDuration, settings
 
 _log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True, slots=True)
+@settings
 class OutlierConfig:
-    """When to eject and for how long.
+    """When to eject and for how long (the `outlier:` section of the config).
 
     A member is ejected after `consecutive_errors` errors in a row, for
 
@@ -33,21 +37,17 @@ class OutlierConfig:
     traffic to (its breaker still guards it).
     """
 
-    consecutive_errors: int = 5
-    base_ejection: float = 30.0
-    max_ejection: float = 300.0
-    max_ejected_share: float = 0.5
+    consecutive_errors: Annotated[int, Field(ge=1)] = 5
+    base_ejection: PositiveDuration = 30.0
+    max_ejection: PositiveDuration = 300.0
+    max_ejected_share: Annotated[float, Field(ge=0, le=1)] = 0.5
 
     def __post_init__(self) -> None:
-        checks = (
-            ("consecutive_errors", self.consecutive_errors >= 1, "at least 1"),
-            ("base_ejection", self.base_ejection > 0, "positive"),
-            ("max_ejection", self.max_ejection >= self.base_ejection, "at least base_ejection"),
-            ("max_ejected_share", 0 <= self.max_ejected_share <= 1, "in [0, 1]"),
-        )
-        for name, ok, wanted in checks:
-            if not ok:
-                raise ValueError(f"outlier {name} must be {wanted}, got {getattr(self, name)}")
+        if self.max_ejection < self.base_ejection:
+            raise ValueError(
+                f"max_ejection ({self.max_ejection:g}s) must be at least "
+                f"base_ejection ({self.base_ejection:g}s)"
+            )
 
 
 DEFAULT_OUTLIER_CONFIG = OutlierConfig()

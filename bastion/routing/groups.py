@@ -1,81 +1,21 @@
-"""Model groups: the names clients ask for, and how each one fails over."""
+"""Model groups; defined beside the config that builds them."""
 
-from __future__ import annotations
+from bastion.config.groups import (
+    Degraded,
+    DegradedHandler,
+    Hedge,
+    ModelGroup,
+    RetryOverrides,
+    Strategy,
+    Target,
+)
 
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any, Literal
-
-from bastion.resilience.errors import ErrorKind, Rule
-from bastion.resilience.retry import KindPolicy, RetryPolicy
-from bastion.types import ChatRequest, ChatResponse, RuntimeContext
-
-Strategy = Literal["priority", "weighted", "least-latency"]
-
-DegradedHandler = Callable[
-    [ChatRequest, RuntimeContext],
-    ChatResponse | str | Awaitable[ChatResponse | str],
+__all__ = [
+    "Degraded",
+    "DegradedHandler",
+    "Hedge",
+    "ModelGroup",
+    "RetryOverrides",
+    "Strategy",
+    "Target",
 ]
-RetryOverrides = Mapping[ErrorKind | str, KindPolicy | Mapping[str, Any]]
-
-
-@dataclass(frozen=True, slots=True)
-class Target:
-    """One entry of a fallback list. `retries`, when given, replaces the per-kind retry
-    count on this endpoint for the kinds that may be retried at all."""
-
-    endpoint: str
-    retries: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Degraded:
-    """The last level of fallback: a static message or a callable (a cached answer, a
-    rule-based reply). Whatever it returns is flagged as degraded."""
-
-    message: str | None = None
-    handler: DegradedHandler | None = None
-
-    def __post_init__(self) -> None:
-        if (self.message is None) == (self.handler is None):
-            raise ValueError("degraded: give exactly one of message or handler")
-
-
-@dataclass(frozen=True, slots=True)
-class Hedge:
-    """Start a second attempt on another endpoint if the first token is late.
-
-    The delay is `multiplier` × the primary's observed time-to-first-token (EWMA),
-    bounded by [`min_delay`, `max_delay`]; `initial` is used until there is history.
-    """
-
-    multiplier: float = 2.0
-    min_delay: float = 0.05
-    max_delay: float = 5.0
-    initial: float = 1.0
-
-
-@dataclass(frozen=True, slots=True)
-class ModelGroup:
-    """A named set of targets.
-
-    `targets` are one model's deployments, ordered by `strategy`; `fallbacks` name
-    other groups or endpoints tried after them, in order (another model). When
-    everything failed, `degraded` answers if set. `retry` refines the router's policy
-    per kind, or replaces it with a whole `RetryPolicy` (e.g. one with a callable).
-    """
-
-    targets: tuple[Target, ...]
-    strategy: Strategy = "priority"
-    fallbacks: tuple[str, ...] = ()
-    degraded: Degraded | None = None
-    retry: RetryOverrides | RetryPolicy = field(default_factory=dict)
-    rules: tuple[Rule, ...] = ()
-    failover_on_content_filter: bool = False
-    hedge: Hedge | None = None
-
-    @staticmethod
-    def of(*targets: str | Target, **options: Any) -> ModelGroup:
-        return ModelGroup(
-            targets=tuple(Target(t) if isinstance(t, str) else t for t in targets), **options
-        )

@@ -1,44 +1,6 @@
-"""Router-wide settings, each a typed, frozen object with bounded defaults."""
+"""Router-wide settings; defined beside the config that builds them."""
 
-from __future__ import annotations
+from bastion.config.options import EndpointPolicy, RouterOptions
+from bastion.resilience.budget import BudgetConfig
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-
-from bastion.resilience.breaker import BreakerConfig
-from bastion.resilience.errors import Rule
-from bastion.resilience.outlier import OutlierConfig
-from bastion.resilience.retry import RetryPolicy
-from bastion.routing.groups import RetryOverrides
-
-
-@dataclass(frozen=True, slots=True)
-class BudgetConfig:
-    """Retries may add at most `ratio` × requests per endpoint over `window` seconds,
-    with a floor of `min_retries` per window so a quiet endpoint can still retry."""
-
-    ratio: float = 0.2
-    window: float = 10.0
-    min_retries: int = 3
-
-
-@dataclass(frozen=True, slots=True)
-class EndpointPolicy:
-    """Overrides for one endpoint, on top of its group's and the router's."""
-
-    retry: RetryOverrides | RetryPolicy = field(default_factory=dict)
-    rules: tuple[Rule, ...] = ()
-    breaker: BreakerConfig | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class RouterOptions:
-    retry: RetryPolicy = field(default_factory=RetryPolicy)
-    breaker: BreakerConfig = field(default_factory=BreakerConfig)
-    outlier: OutlierConfig = field(default_factory=OutlierConfig)
-    budget: BudgetConfig = field(default_factory=BudgetConfig)
-    # One deadline bounds every attempt, backoff and failover of a request together.
-    deadline: float = 120.0
-    rules: tuple[Rule, ...] = ()
-    endpoints: Mapping[str, EndpointPolicy] = field(default_factory=dict)
-    health_checks: bool = True
+__all__ = ["BudgetConfig", "EndpointPolicy", "RouterOptions"]

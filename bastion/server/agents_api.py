@@ -205,7 +205,10 @@ def _model(plan_model: str | tuple[Any, ...]) -> Any:
     if isinstance(plan_model, str):
         return plan_model
     return [
-        {"model": e, "retries": None} if isinstance(e, str) else e.model_dump() for e in plan_model
+        {"model": e, "retries": None}
+        if isinstance(e, str)
+        else {"model": e.endpoint, "retries": e.retries}
+        for e in plan_model
     ]
 
 

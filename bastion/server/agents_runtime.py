@@ -36,7 +36,7 @@ from bastion.agents import Agent, AgentOptions, Tool
 from bastion.agents.options import Instructions
 from bastion.agents.tools import as_tool
 from bastion.config import BastionConfig, ConfigError
-from bastion.config.schema import AgentConfig, MemorySettings, TargetConfig
+from bastion.config.schema import AgentConfig, MemorySettings
 from bastion.memory import Memory, MemoryStore, open_store
 from bastion.routing import Router, Target
 from bastion.routing.spec import ModelSpec
@@ -118,12 +118,10 @@ def load_tool(path: str, where: str) -> Tool:
         raise ConfigError(f"{where}: {path!r} cannot be a tool: {exc}") from None
 
 
-def model_spec(model: str | tuple[str | TargetConfig, ...]) -> ModelSpec:
+def model_spec(model: str | tuple[str | Target, ...]) -> ModelSpec:
     """The config's model as the router takes it: a name, or a fallback list of
     `Target`s carrying their own retry counts."""
-    if isinstance(model, str):
-        return model
-    return [e if isinstance(e, str) else Target(e.model, e.retries) for e in model]
+    return model if isinstance(model, str) else list(model)
 
 
 def plan_agents(config: BastionConfig) -> dict[str, AgentPlan]:

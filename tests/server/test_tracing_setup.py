@@ -64,7 +64,7 @@ async def test_a_built_provider_is_shut_down_on_close() -> None:
 
 
 def endpoint(**fields: object) -> EndpointConfig:
-    return EndpointConfig.model_validate({"id": "e", "model": "m", **fields})
+    return EndpointConfig(**{"id": "e", "model": "m", **fields})
 
 
 def test_endpoint_info_reads_host_and_port_from_the_base_url() -> None:
