@@ -168,6 +168,15 @@ def test_a_degraded_handler_that_cannot_be_imported_names_field_and_line():
     assert caught.value.line == 5
 
 
+def test_a_bad_fallback_entry_names_its_own_field_not_the_union_member(monkeypatch):
+    monkeypatch.setenv("PRIMARY_KEY", "k")
+    with pytest.raises(ConfigError) as caught:
+        load_config(CONFIG.replace("{model: local, retries: 0}", "{model: local, retries: -1}"))
+    message = str(caught.value)
+    assert "models.chat.targets[1].retries" in message and "greater than or equal to 0" in message
+    assert caught.value.line == 19
+
+
 async def test_the_loaded_endpoints_and_settings_are_what_the_router_takes(monkeypatch):
     # One type: an application can hand the config's endpoints and breaker settings
     # to the Python API as they are.

@@ -53,6 +53,20 @@ def _dotted(loc: Loc) -> str:
     return text or "(top level)"
 
 
+def _key_path(loc: Loc, lines: Mapping[Loc, int]) -> Loc:
+    """`loc` without the names pydantic adds for a union's members ("Target", "str"):
+    a part stays if the file has that key, if it is an index, or if it is the last (a
+    missing field is named, though the file lacks it)."""
+    if not lines:
+        return loc
+    kept: Loc = ()
+    for index, part in enumerate(loc):
+        candidate = (*kept, part)
+        if candidate in lines or isinstance(part, int) or index == len(loc) - 1:
+            kept = candidate
+    return kept
+
+
 def _interpolate(value: Any, loc: Loc, source: str, lines: Mapping[Loc, int]) -> Any:
     if isinstance(value, str):
 
@@ -117,13 +131,10 @@ def load_config(source: str | Path | Mapping[str, Any]) -> BastionConfig:
     try:
         return BastionConfig.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        loc = tuple(p for p in first["loc"] if isinstance(p, str | int))
-        # Pydantic adds the union member's name to the path; drop what is not a key.
-        while loc and loc not in lines and len(loc) > 1:
-            if loc[:-1] in lines:
-                break
-            loc = loc[:-1]
+        # The deepest error says most: of a union (a name or a `{model, retries}`) it is
+        # the member the value was meant as, not "should be a valid string".
+        first = max(exc.errors(), key=lambda error: len(error["loc"]))
+        loc = _key_path(tuple(p for p in first["loc"] if isinstance(p, str | int)), lines)
         line = lines.get(loc) or lines.get(loc[:-1])
         more = f" (and {len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
         message = first["msg"].removeprefix("Value error, ")
