@@ -300,6 +300,8 @@ class BastionConfig(Frozen):
     budget: BudgetSettings = BudgetSettings()
     deadline: PositiveDuration = 120.0
     health_checks: bool = True
+    # See RouterOptions.failover_first: fail over at once while another target serves.
+    failover_first: bool = True
     server: ServerSettings = ServerSettings()
     auth: AuthSettings | None = None
     tracing: TracingSettings = TracingSettings()

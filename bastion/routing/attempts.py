@@ -75,11 +75,15 @@ class Slot:
             self.open = False
             self.run._succeeded(self, ttft, usage, response_model)
 
-    def fail(self, error: Exception, *, others_racing: bool = False) -> Outcome:
+    def fail(
+        self, error: Exception, *, others_racing: bool = False, alternative: bool = False
+    ) -> Outcome:
         """Record a failure and decide what follows it. With `others_racing` (a hedge
-        is still running), nothing is retried here: the race goes on instead."""
+        is still running), nothing is retried here: the race goes on instead. With
+        `alternative` (another target is in service), a retry becomes a failover
+        unless the router's `failover_first` is off or the target set its own count."""
         self.open = False
-        return self.run._failed(self, error, others_racing)
+        return self.run._failed(self, error, others_racing, alternative)
 
     def release(self) -> None:
         """The call ended with no verdict on the endpoint (cancelled, lost a hedge)."""
@@ -183,7 +187,9 @@ class RequestRun:
                 )
             )
 
-    def _failed(self, slot: Slot, error: Exception, others_racing: bool) -> Outcome:
+    def _failed(
+        self, slot: Slot, error: Exception, others_racing: bool, alternative: bool
+    ) -> Outcome:
         candidate = slot.candidate
         rt = candidate.runtime
         started = slot.started
@@ -204,7 +210,7 @@ class RequestRun:
             else:
                 self._too_small = max(window, self._too_small or 0)
         now = self.core.clock.now()
-        decision = self._decide(slot, classification, others_racing)
+        decision = self._decide(slot, classification, others_racing, alternative)
         retrying = decision.action is Action.RETRY
         self.attempts.append(
             AttemptRecord(
@@ -244,10 +250,14 @@ class RequestRun:
         self.final_kind = kind
         return Outcome(classification, decision)
 
-    def _decide(self, slot: Slot, classification: Classification, racing: bool) -> Decision:
+    def _decide(
+        self, slot: Slot, classification: Classification, racing: bool, alternative: bool
+    ) -> Decision:
         """The policy's decision, then the run's own limits on it: a rejected prefill is
         asked again at once by instruction (learned, so asked once); a retry while a
-        hedge still runs is the race going on; a retry needs the endpoint's budget."""
+        hedge still runs is the race going on; a retry while another target is in
+        service is a failover (waiting out a backoff costs more than asking the next
+        target; the first is retried by later requests); a retry needs the budget."""
         rt = slot.candidate.runtime
         if classification.kind is ErrorKind.PREFILL_REJECTED and rt.prefill_ok is not False:
             rt.prefill_ok = False
@@ -262,6 +272,12 @@ class RequestRun:
             return decision
         if racing:
             return Decision(Action.FAILOVER, 0.0, "a hedge is still running")
+        if (
+            alternative
+            and self.core.options.failover_first
+            and slot.candidate.target.retries is None
+        ):
+            return Decision(Action.FAILOVER, 0.0, "another target is in service")
         if not rt.budget.try_spend():
             return Decision(Action.FAILOVER, 0.0, "retry budget spent")
         return decision

@@ -117,7 +117,7 @@ class Attempt:
         if isinstance(exc, _Decided):
             self.slot, self.outcome = exc.slot, exc.outcome
         elif isinstance(exc, Exception) and slot.open:
-            self.outcome = slot.fail(exc)
+            self.outcome = slot.fail(exc, alternative=self._loop.has_alternative())
         else:
             # Cancelled, or the consumer of a stream left: no verdict on the endpoint,
             # and the request ends on record.
@@ -165,7 +165,11 @@ class Attempt:
                         continue
                     if not isinstance(error, Exception):
                         raise error
-                    outcome = slot.fail(error, others_racing=bool(racers) or winner is not None)
+                    outcome = slot.fail(
+                        error,
+                        others_racing=bool(racers) or winner is not None,
+                        alternative=loop.has_alternative(),
+                    )
                     if outcome.decision.action is Action.RETURN or not (racers or winner):
                         raise _Decided(slot, outcome)
                 if winner is not None:
@@ -265,6 +269,14 @@ class AttemptLoop:
             if self.run.eligible(candidate):
                 return candidate
         return None
+
+    def has_alternative(self) -> bool:
+        """Is another candidate left that could take the call now?"""
+        for candidate in self._pending:
+            rt = candidate.runtime
+            if self.run.eligible(candidate) and not rt.full and rt.breaker.available():
+                return True
+        return False
 
     def settle(self, attempt: Attempt) -> None:
         """Called by a failed attempt on exit: the next `__anext__` acts on it."""

@@ -42,3 +42,7 @@ class RouterOptions:
     rules: tuple[Rule, ...] = ()
     endpoints: Mapping[str, EndpointPolicy] = field(default_factory=dict)
     health_checks: bool = True
+    # A retryable failure (a 500, a 503, a 429) fails over at once while another target
+    # is in service, instead of sleeping through a backoff on the same target; with no
+    # other target, it is retried there. A fallback entry's own `retries` still holds.
+    failover_first: bool = True

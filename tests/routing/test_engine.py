@@ -27,7 +27,7 @@ from bastion.resilience.clock import FakeClock
 NEVER = Hedge(initial=60.0, min_delay=60.0, max_delay=60.0)
 
 
-def build(models, *, hedge=None, events=None, clock=None) -> Router:
+def build(models, *, hedge=None, events=None, clock=None, failover_first=False) -> Router:
     endpoints = [
         (Endpoint(id=name, provider="scripted", model=f"model-{name}"), m)
         for name, m in models.items()
@@ -35,7 +35,7 @@ def build(models, *, hedge=None, events=None, clock=None) -> Router:
     return Router(
         endpoints,
         {"chat": ModelGroup.of(*models, hedge=hedge)},
-        options=RouterOptions(health_checks=False),
+        options=RouterOptions(health_checks=False, failover_first=failover_first),
         default_model="chat",
         clock=clock or FakeClock(),
         rng=random.Random(5),

@@ -58,12 +58,14 @@ def models_for(script: list[list[str]]) -> dict[str, ScriptedModel]:
     return out
 
 
-def build(script: list[list[str]], *, hedge: Hedge | None, events: list) -> Router:
+def build(
+    script: list[list[str]], *, hedge: Hedge | None, events: list, failover_first: bool
+) -> Router:
     models = models_for(script)
     return Router(
         [(Endpoint(id=n, provider="scripted", model=n), m) for n, m in models.items()],
         {"chat": ModelGroup.of(*models, hedge=hedge)},
-        options=RouterOptions(health_checks=False),
+        options=RouterOptions(health_checks=False, failover_first=failover_first),
         default_model="chat",
         clock=FakeClock(),
         rng=random.Random(11),
@@ -105,8 +107,8 @@ async def run_stream(router: Router) -> tuple:
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(script=scripts)
-async def test_complete_stream_and_hedged_requests_decide_alike(script):
+@given(script=scripts, failover_first=st.booleans())
+async def test_complete_stream_and_hedged_requests_decide_alike(script, failover_first):
     results, traces = [], []
     for runner, hedge in [
         (run_complete, None),
@@ -115,7 +117,7 @@ async def test_complete_stream_and_hedged_requests_decide_alike(script):
         (run_stream, NEVER),
     ]:
         events: list = []
-        router = build(script, hedge=hedge, events=events)
+        router = build(script, hedge=hedge, events=events, failover_first=failover_first)
         results.append(await runner(router))
         traces.append(decisions(events))
         assert released(router)
