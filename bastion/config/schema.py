@@ -26,7 +26,8 @@ from bastion.resilience.errors import ErrorKind
 class TimeoutsConfig(Frozen):
     connect: PositiveDuration = 2.0
     headers: PositiveDuration | None = None
-    first_token: PositiveDuration = 15.0
+    # None: learned from the endpoint's observed time to first token (see `first_token:`).
+    first_token: PositiveDuration | None = None
     idle: PositiveDuration = 30.0
     total: PositiveDuration = 120.0
 

@@ -24,6 +24,7 @@ from bastion.resilience.errors import (
     Classification,
     ErrorKind,
     UpstreamError,
+    UpstreamTimeout,
     classify,
 )
 from bastion.resilience.retry import Action, Decision, FailureInfo
@@ -161,6 +162,7 @@ class RequestRun:
         rt.latency.add(duration)
         if ttft is not None:
             rt.ttft.add(ttft)
+            rt.first_token.add(ttft)
         rt.served += 1
         self.attempts.append(
             AttemptRecord(rt.id, rt.endpoint.model, None, None, started - self.started, duration)
@@ -203,6 +205,9 @@ class RequestRun:
             rt.failed += 1
         else:
             rt.breaker.release()
+        if isinstance(error, UpstreamTimeout) and error.phase == "first_token":
+            # Censored: the first token would have come later than this, if at all.
+            rt.first_token.add(error.after)
         if kind is ErrorKind.CONTEXT_LENGTH:
             window = rt.endpoint.context_window
             if window is None:

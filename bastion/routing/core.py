@@ -16,7 +16,7 @@ from bastion.resilience.errors import ErrorKind, Rule
 from bastion.resilience.health import HealthChecker
 from bastion.resilience.outlier import OutlierDetector
 from bastion.resilience.retry import RetryPolicy
-from bastion.routing.endpoints import EndpointRuntime
+from bastion.routing.endpoints import EndpointRuntime, FirstTokenLimit
 from bastion.routing.groups import ModelGroup, RetryOverrides, Target
 from bastion.routing.options import RouterOptions
 from bastion.routing.plan import Candidate, Plan, expand, is_static, make_plan
@@ -87,6 +87,7 @@ class RouterCore:
                     min_retries=options.budget.min_retries,
                     clock=clock,
                 ),
+                first_token=FirstTokenLimit(options.first_token),
             )
         clash = set(self.groups) & set(self.runtimes)
         if clash:

@@ -9,6 +9,7 @@ from bastion.resilience.breaker import BreakerConfig
 from bastion.resilience.errors import Rule
 from bastion.resilience.outlier import OutlierConfig
 from bastion.resilience.retry import RetryPolicy
+from bastion.routing.endpoints import AdaptiveFirstToken
 from bastion.routing.groups import RetryOverrides
 
 
@@ -46,3 +47,5 @@ class RouterOptions:
     # is in service, instead of sleeping through a backoff on the same target; with no
     # other target, it is retried there. A fallback entry's own `retries` still holds.
     failover_first: bool = True
+    # The first-token limit of endpoints that set none of their own.
+    first_token: AdaptiveFirstToken = field(default_factory=AdaptiveFirstToken)

@@ -175,6 +175,7 @@ class RouterStream:
                 rt.endpoint.timeouts,
                 remaining=run.remaining(),
                 endpoint=rt.id,
+                first_token=rt.first_token_limit(),
             )
             try:
                 return _Opened(stream, await stream.next(), mode)
