@@ -100,8 +100,8 @@ class BreakerSettings(Frozen):
     failure_rate: float = Field(default=0.5, gt=0, le=1)
     window: PositiveDuration = 30.0
     min_calls: int = Field(default=20, ge=1)
-    open_for: PositiveDuration = 10.0
-    open_for_max: PositiveDuration = 300.0
+    open_for: PositiveDuration = 5.0
+    open_for_max: PositiveDuration = 30.0
     backoff: float = Field(default=2.0, ge=1)
     half_open_probes: int = Field(default=2, ge=1)
 
@@ -111,6 +111,7 @@ class OutlierSettings(Frozen):
     base_ejection: PositiveDuration = 30.0
     max_ejection: PositiveDuration = 300.0
     max_ejected_share: float = Field(default=0.5, ge=0, le=1)
+    probe_after: Duration = 2.0
 
 
 class BudgetSettings(Frozen):

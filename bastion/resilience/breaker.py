@@ -40,15 +40,17 @@ class BreakerConfig:
     failure_rate`. The n-th open in a row (re-opened from half-open without closing
     in between) lasts `min(open_for * backoff ** (n - 1), open_for_max)` seconds.
     Half-open admits at most `half_open_probes` calls at once and closes after that
-    many successes.
+    many successes. The open time is short and capped low by default (5 s, at most
+    30 s): half-open probes are cheap, and traffic should come back within seconds of
+    a recovery, not minutes.
     """
 
     consecutive_failures: int = 5
     failure_rate: float = 0.5
     window: float = 30.0
     min_calls: int = 20
-    open_for: float = 10.0
-    open_for_max: float = 300.0
+    open_for: float = 5.0
+    open_for_max: float = 30.0
     backoff: float = 2.0
     half_open_probes: int = 2
 

@@ -75,7 +75,12 @@ async def test_429_with_a_long_retry_after_fails_over_at_once(fleet, make_router
 
 async def test_429_storm_opens_the_breaker_instead_of_hammering(fleet, make_router):
     fleet["primary"].set_default(Fault.status(429))
-    router = make_router(retry={"rate_limited": {"base": "10ms", "max": "20ms"}})
+    # Opened for long enough that a slow machine cannot see it half-open mid-test.
+    router = make_router(
+        retry={"rate_limited": {"base": "10ms", "max": "20ms"}},
+        breaker={"open_for": "60s", "open_for_max": "60s"},
+        outlier={"probe_after": 0},
+    )
     first_wave = await asyncio.gather(*(router.complete(QUESTION) for _ in range(20)))
     assert {a.endpoint for a in first_wave} == {"secondary"}
     # 20 first attempts, plus at most the retry budget (max(3, 20 % of 20)).

@@ -179,7 +179,7 @@ def test_release_counts_nothing() -> None:
 
 
 def test_results_arriving_while_open_change_nothing() -> None:
-    breaker, clock, _ = make(consecutive_failures=1)
+    breaker, clock, _ = make(consecutive_failures=1, open_for=10.0)
     fail(breaker, 1)
     clock.advance(5.0)
     breaker.record_failure()
@@ -224,7 +224,7 @@ def test_snapshot_reports_the_counts() -> None:
         5,
         3,
     )
-    assert (snapshot.times_opened, snapshot.open_for, snapshot.reopens_in) == (0, 10.0, 0.0)
+    assert (snapshot.times_opened, snapshot.open_for, snapshot.reopens_in) == (0, 5.0, 0.0)
 
 
 @pytest.mark.parametrize(

@@ -410,3 +410,21 @@ async def test_group_may_bring_a_whole_policy_with_a_callable():
     with pytest.raises(FailoverError) as caught:
         await router.complete(chat("x"))
     assert caught.value.kind is ErrorKind.UNAVAILABLE and len(primary.requests) == 1
+
+
+async def test_an_ejected_primary_is_probed_and_takes_traffic_back_within_seconds():
+    clock = FakeClock()
+    primary = ScriptedModel([Fail("connection")] * 5, default="primary is back")
+    backup = ScriptedModel(default="backup")
+    # The breaker is kept out of it here: this is the outlier detector's probe.
+    options = RouterOptions(health_checks=False, breaker=BreakerConfig(consecutive_failures=50))
+    router = build({"primary": primary, "backup": backup}, clock=clock, options=options)
+    for _ in range(5):
+        assert (await router.complete(chat("x"))).endpoint == "backup"
+    assert not next(s for s in router.status() if s.id == "primary").in_service
+    clock.advance(1.0)
+    assert (await router.complete(chat("x"))).endpoint == "backup"  # no probe due yet
+    clock.advance(1.0)
+    assert (await router.complete(chat("x"))).endpoint == "primary"  # the probe
+    assert (await router.complete(chat("x"))).endpoint == "primary"
+    assert next(s for s in router.status() if s.id == "primary").in_service
