@@ -46,7 +46,12 @@ _NO_CONTEXT = RuntimeContext()
 
 
 class Router:
-    """Routes chat requests over endpoints with failover. See the module docstring."""
+    """Routes chat requests over endpoints with failover. See the module docstring.
+
+    A Router is itself a `ChatModel` (its `default_model` is the spec it answers for),
+    so it goes wherever one model does: an `Agent`, another Router's endpoint (a model
+    made of models). `Router.single(model)` wraps one model the other way round.
+    """
 
     def __init__(
         self,
@@ -106,6 +111,25 @@ class Router:
             default_model=parts.default_model,
             **kwargs,
         )
+
+    @classmethod
+    def single(cls, model: ChatModel, *, endpoint: str | None = None, **kwargs: Any) -> Router:
+        """A router over one model (named `endpoint`, by default the model's name):
+        its retries, breaker, timeouts and events, with nothing to fail over to.
+        The model stays the caller's to close."""
+        name = endpoint or model.model_name
+        kwargs.setdefault("options", RouterOptions(health_checks=False))
+        return cls(
+            [(Endpoint(id=name, provider="custom", model=model.model_name), model)],
+            default_model=name,
+            **kwargs,
+        )
+
+    @property
+    def model_name(self) -> str:
+        """The name of what the router answers for by default (`ChatModel`)."""
+        spec = self.default_model
+        return spec if isinstance(spec, str) else "router"
 
     def _hand_over(self, endpoint: Endpoint) -> ChatModel | None:
         """Give an unchanged endpoint's model (and its open connections) to the router

@@ -213,6 +213,8 @@ class RouterStream:
                                     yield TextDelta(text)
                         elif isinstance(event, ToolCallDelta):
                             segment.tools.append(event)
+                        elif isinstance(event, StreamError):  # a Router used as a model
+                            raise StreamBroken(ErrorKind(event.kind), event.message, endpoint=rt.id)
                         else:
                             break
                         event = await stream.next()
