@@ -50,6 +50,25 @@ class _Segment:
     tools: list[ToolCallDelta]
     ttft: float | None = None
     started: float = 0.0
+    sent_before: int = 0  # characters the client had when this attempt began
+
+
+@dataclass(frozen=True, slots=True)
+class UsageReport:
+    """A stream's consumption across all its attempts.
+
+    The final `usage` a stream reports is the serving attempt's own count: after a
+    seam its prompt includes the partial answer it continued, and its completion only
+    the continuation. `usage_total` adds every attempt that reported usage; attempts
+    that broke mid-answer report none (providers count at the end), so the text they
+    streamed is estimated at four characters a token in
+    `estimated_unreported_completion_tokens`.
+    """
+
+    attempts: int
+    seams: int
+    usage_total: Usage
+    estimated_unreported_completion_tokens: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,8 +117,18 @@ class RouterStream:
         # failed attempts and backoff, what came after is the upstream's own time.
         self.serving_since: float | None = None
         self._attempts: list[AttemptRecord] | None = None
-        # What every attempt that reported usage consumed, the served one included.
+        # What every attempt that reported usage consumed, the served one included;
+        # attempts that broke mid-answer report none (providers count at the end), so
+        # the characters they streamed are kept to estimate them.
         self.usage_total = Usage()
+        self.unreported_chars = 0
+
+    def usage_report(self) -> UsageReport:
+        """What the whole request consumed, once the stream has ended (see
+        `UsageReport`)."""
+        return UsageReport(
+            len(self.attempts), self.seams, self.usage_total, -(-self.unreported_chars // 4)
+        )
 
     def attempts_so_far(self) -> tuple[AttemptRecord, ...]:
         """The attempts made until now (all of them, once the stream has ended)."""
@@ -195,6 +224,7 @@ class RouterStream:
                     [],
                     clock.now() - attempt.started,
                     attempt.started,
+                    len(sent),
                 )
                 stream, event = opened.stream, opened.first
                 try:
@@ -237,6 +267,7 @@ class RouterStream:
                 run.finish(rt.id, True)
                 self.attempts = tuple(run.attempts)
                 self.usage_total = self.usage_total + (event.usage or Usage())
+                self.unreported_chars = segment.sent_before
                 yield StreamFinish(event.finish_reason, event.usage or Usage())
                 return
             if sent and original is None and attempt.outcome is not None:
@@ -291,4 +322,5 @@ class RouterStream:
             f"could continue it ({len(run.attempts)} attempts)"
         )
         yield StreamError(kind.value, message, self.attempts)
+        self.unreported_chars = len(sent)
         yield StreamFinish("error", self.usage_total)
