@@ -101,7 +101,7 @@ class BreakerSettings(Frozen):
     window: PositiveDuration = 30.0
     min_calls: int = Field(default=20, ge=1)
     open_for: PositiveDuration = 5.0
-    open_for_max: PositiveDuration = 30.0
+    open_for_max: PositiveDuration | None = None
     backoff: float = Field(default=2.0, ge=1)
     half_open_probes: int = Field(default=2, ge=1)
 

@@ -243,3 +243,10 @@ def test_snapshot_reports_the_counts() -> None:
 def test_config_validation_names_the_field(field: str, value: float) -> None:
     with pytest.raises(ValueError, match=field):
         BreakerConfig(**{field: value})  # type: ignore[arg-type]
+
+
+def test_a_long_open_for_raises_the_default_cap_with_it() -> None:
+    assert BreakerConfig(open_for=60.0).longest_open == 60.0
+    assert BreakerConfig().longest_open == 30.0
+    with pytest.raises(ValueError, match="open_for_max must be at least open_for"):
+        BreakerConfig(open_for=60.0, open_for_max=30.0)
