@@ -7,13 +7,13 @@ engine is generic over *what* is called, a call being an async function of a
 
     loop = AttemptLoop(run)
     async for attempt in loop:
-        async with attempt:
+        with attempt:
             answer = await attempt.call(lambda c: c.runtime.model.complete(request))
             attempt.succeed(usage=answer.usage)
             return answer
     # the loop ended: every target failed (`loop.returned` if the error is final)
 
-`async with attempt` guarantees the slot it admitted is closed: a success recorded,
+`with attempt` guarantees the slot it admitted is closed: a success recorded,
 a failure classified and decided (the exception is swallowed; the loop acts on the
 decision: sleep and retry here, fail over, or stop), or — when the caller is
 cancelled or leaves — released with no verdict and the request ended as cancelled.
@@ -57,7 +57,8 @@ def hedge_delay(stats: Ewma, hedge: Hedge) -> float:
 
 class Attempt:
     """One step of the loop: a call on the current candidate (or a hedged race that
-    starts there). Use as `async with attempt:`; see the module docstring."""
+    starts there). Use as `with attempt:`; see the module docstring. (A plain context
+    manager: its exit does no I/O, and two coroutines per request are measurable.)"""
 
     __slots__ = ("_loop", "outcome", "slot")
 
@@ -78,18 +79,19 @@ class Attempt:
     def started(self) -> float:
         return self.slot.started
 
-    async def call(
+    def call(
         self, fn: Callable[[Candidate], Awaitable[T]], *, hedge_on: HedgeOn = "latency"
-    ) -> T:
-        """`fn(candidate)`; on the first attempt of a candidate in a group with
-        `hedge:`, a race: after the hedge delay, the next candidate is asked too, the
-        first success wins and the others are cancelled and released. A racer's
-        failure is recorded as it happens; the loop acts on the last one's decision,
-        so a quick 500 is retried exactly as without hedging."""
+    ) -> Awaitable[T]:
+        """`fn(candidate)`, to be awaited; on the first attempt of a candidate in a
+        group with `hedge:`, a race: after the hedge delay, the next candidate is asked
+        too, the first success wins and the others are cancelled and released. A
+        racer's failure is recorded as it happens; the loop acts on the last one's
+        decision, so a quick 500 is retried exactly as without hedging. (Not itself a
+        coroutine: the common, unhedged call costs no extra frame.)"""
         hedge = self._loop.hedge if self.slot.retries == 0 else None
         if hedge is None:
-            return await fn(self.slot.candidate)
-        return await self._race(fn, hedge, hedge_on)
+            return fn(self.slot.candidate)
+        return self._race(fn, hedge, hedge_on)
 
     def succeed(
         self,
@@ -101,10 +103,10 @@ class Attempt:
         """Record the answer on the endpoint that gave it (see `Slot.succeed`)."""
         self.slot.succeed(ttft=ttft, usage=usage, response_model=response_model)
 
-    async def __aenter__(self) -> Attempt:
+    def __enter__(self) -> Attempt:
         return self
 
-    async def __aexit__(
+    def __exit__(
         self,
         exc_type: type[BaseException] | None,
         exc: BaseException | None,
@@ -205,6 +207,17 @@ class AttemptLoop:
     turned off between attempts (a stream stops hedging once text was sent).
     `discard` closes the result of a hedge that lost (a stream's connection).
     """
+
+    __slots__ = (
+        "_current",
+        "_discard",
+        "_last",
+        "_pending",
+        "_retries",
+        "hedging",
+        "returned",
+        "run",
+    )
 
     def __init__(
         self,
