@@ -22,7 +22,7 @@ from bastion.observability.events import Event, EventHook
 from bastion.observability.metrics import Metrics
 from bastion.routing import Router
 from bastion.routing.status import EndpointStatus
-from bastion.server.agents_runtime import AgentHost, plan_agents
+from bastion.agents.configure import AgentHost, plan_agents
 from bastion.server.auth import AuditLog, KeyRing, RateLimits
 
 if TYPE_CHECKING:

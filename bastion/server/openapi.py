@@ -20,9 +20,9 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from bastion.server.openapi_agents import AGENT_SCHEMAS, agent_paths
-from bastion.server.openapi_control import _CONTROL_SCHEMAS, _ENDPOINT_ID
-from bastion.server.openapi_schemas import (
+from bastion.server.agents.schema import AGENT_SCHEMAS, agent_paths
+from bastion.server.control.schema import _CONTROL_SCHEMAS, _ENDPOINT_ID
+from bastion.server.openai.schema import (
     _ANSWER_HEADERS,
     _CHAT_EXAMPLES,
     _CHAT_SCHEMAS,

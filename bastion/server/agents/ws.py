@@ -30,14 +30,14 @@ import orjson
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from bastion.agents import Error, Finished
-from bastion.server.agents_api import (
+from bastion.server.agents.api import (
     dumps,
     find_agent,
     prepare_turn,
     record_usage,
     run_error,
 )
-from bastion.server.agents_codec import event_body, parse_run
+from bastion.server.agents.codec import event_body, parse_run
 from bastion.server.errors import ApiError, invalid
 from bastion.server.keys import GATEWAY
 

@@ -39,7 +39,7 @@ from bastion.memory import (
     WrongResource,
 )
 from bastion.resilience.errors import UpstreamError
-from bastion.server.agents_codec import (
+from bastion.server.agents.codec import (
     RunBody,
     event_body,
     header_context,

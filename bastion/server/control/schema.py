@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bastion.server.openapi_schemas import (
+from bastion.server.openai.schema import (
     _BOOL,
     _INT,
     _NUM,

@@ -35,8 +35,8 @@ from bastion.agents import (
 )
 from bastion.memory import RunRecord, StepRecord, Thread
 from bastion.server.errors import ApiError, invalid
-from bastion.server.openai_codec import _message as read_message
-from bastion.server.openai_codec import tool_call_json, usage_json
+from bastion.server.openai.codec import _message as read_message
+from bastion.server.openai.codec import tool_call_json, usage_json
 from bastion.types import Message, TextDelta
 
 RUN_FIELDS = frozenset({"messages", "prompt", "thread_id", "resource_id", "context", "run_id"})

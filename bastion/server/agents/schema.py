@@ -6,7 +6,7 @@ reads both; so are the messages the result gives back.
 
 from __future__ import annotations
 
-from bastion.server.openapi_schemas import (
+from bastion.server.openai.schema import (
     _BOOL,
     _CHAT_SCHEMAS,
     _INT,

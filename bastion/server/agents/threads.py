@@ -19,8 +19,8 @@ from typing import Any
 from aiohttp import web
 
 from bastion.memory import MemoryStore, RunRecord, WrongResource
-from bastion.server.agents_api import json_response, run_error
-from bastion.server.agents_codec import identifier, message_body, run_body, thread_body
+from bastion.server.agents.api import json_response, run_error
+from bastion.server.agents.codec import identifier, message_body, run_body, thread_body
 from bastion.server.errors import ApiError, invalid
 from bastion.server.keys import GATEWAY
 
