@@ -16,6 +16,7 @@ import structlog
 from aiohttp import web
 
 from bastion.server.agents.api import add_agent_routes
+from bastion.server.agents.threads import add_thread_routes
 from bastion.server.agents.ws import add_agent_socket_routes
 from bastion.server.auth import authorize
 from bastion.server.control.api import add_control_routes
@@ -24,7 +25,6 @@ from bastion.server.gateway import Gateway
 from bastion.server.keys import GATEWAY
 from bastion.server.openai.api import add_openai_routes
 from bastion.server.openapi import add_openapi_route
-from bastion.server.agents.threads import add_thread_routes
 
 _log = structlog.get_logger("bastion.server")
 

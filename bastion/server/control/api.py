@@ -30,8 +30,8 @@ from bastion.observability.metrics import CONTENT_TYPE
 from bastion.routing import Router
 from bastion.routing.status import EndpointStatus
 from bastion.server.auth import actor
-from bastion.server.errors import ApiError, invalid
 from bastion.server.control.events import add_event_routes
+from bastion.server.errors import ApiError, invalid
 from bastion.server.gateway import Gateway
 from bastion.server.keys import GATEWAY
 
