@@ -276,7 +276,7 @@ async def stream(request: web.Request) -> web.StreamResponse:
 
 
 def add_agent_routes(app: web.Application) -> None:
-    """The HTTP routes; the WebSocket's are `agents_ws.add_agent_socket_routes`."""
+    """The HTTP routes; the WebSocket's are `ws.add_agent_socket_routes`."""
     app.router.add_get("/api/v1/agents", list_agents)
     app.router.add_post("/api/v1/agents/{name}/generate", generate)
     app.router.add_post("/api/v1/agents/{name}/stream", stream)

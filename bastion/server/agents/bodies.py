@@ -43,7 +43,13 @@ class RunRequest(BaseModel):
         extra="forbid",
         strict=True,
         frozen=True,
-        json_schema_extra={"oneOf": [{"required": ["prompt"]}, {"required": ["messages"]}]},
+        # One of the two, where a null counts as absent (as the handlers read it).
+        json_schema_extra={
+            "oneOf": [
+                {"required": ["prompt"], "properties": {"prompt": {"type": "string"}}},
+                {"required": ["messages"], "properties": {"messages": {"type": "array"}}},
+            ]
+        },
     )
 
     prompt: Annotated[
