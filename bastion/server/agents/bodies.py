@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from typing_extensions import TypedDict
 
-from bastion.server.common import Refusal, component
+from bastion.server.common import ErrorFields, Refusal, component
 
 MAX_ID = 256
 ID_RULE = f"must be a string of 1 to {MAX_ID} printable characters"
@@ -187,6 +187,73 @@ class Run(TypedDict):
     steps: list[Step]
 
 
+# --- the events of a run, streamed (SSE `data`, WebSocket messages) -------------------
+
+
+class TextDeltaEvent(TypedDict):
+    """`text_delta`: a piece of the answer's text."""
+
+    text: str
+
+
+class ToolCallEvent(TypedDict):
+    """`tool_call`: the model called a tool (`arguments` is JSON text)."""
+
+    id: str
+    name: str
+    arguments: str
+    step: int
+
+
+class ToolResultEvent(TypedDict):
+    """`tool_result`: a tool's answer, or the error the model was sent instead."""
+
+    call_id: str
+    name: str
+    result: str | None
+    error: str | None
+    step: int
+
+
+class StepFinishEvent(TypedDict):
+    """`step_finish`: a step is done; tool steps have no endpoint, model or usage."""
+
+    index: int
+    kind: Literal["model", "tool"]
+    name: str
+    status: Literal["ok", "error"]
+    endpoint: str
+    model: str
+    usage: Usage
+
+
+class ModelSwitchEvent(TypedDict):
+    """`model_switch`: a model step is served by another endpoint than the last one."""
+
+    from_endpoint: str
+    to_endpoint: str
+    step: int
+
+
+class ErrorEvent(ErrorFields):
+    """`error`: the run failed, with the fields its plain HTTP error would have had;
+    nothing follows."""
+
+    kind: str
+    status: int
+
+
+# Each event's name and the type of its fields; `finish` carries the `AgentResult`.
+EVENTS: dict[str, type[Any]] = {
+    "text_delta": TextDeltaEvent,
+    "tool_call": ToolCallEvent,
+    "tool_result": ToolResultEvent,
+    "step_finish": StepFinishEvent,
+    "model_switch": ModelSwitchEvent,
+    "finish": AgentResult,
+    "error": ErrorEvent,
+}
+
 TYPES = (
     RunRequest,
     Step,
@@ -197,4 +264,5 @@ TYPES = (
     ThreadMessages,
     Deleted,
     Run,
+    *EVENTS.values(),
 )

@@ -159,48 +159,46 @@ def run_body(run: RunRecord) -> bodies.Run:
 
 
 def event_body(event: AgentEvent, error: ApiError | None = None) -> tuple[str, Mapping[str, Any]]:
-    """An agent event as (type, fields). An `Error` event's fields come from `error`,
-    the answer its exception would have had as a plain HTTP error."""
+    """An agent event as (name, fields), typed by `bodies.EVENTS`. An `Error` event's
+    fields come from `error`, the answer its exception would have had as a plain HTTP
+    error."""
     if isinstance(event, TextDelta):
-        return "text_delta", {"text": event.text}
+        return "text_delta", bodies.TextDeltaEvent(text=event.text)
     if isinstance(event, ToolCallStarted):
         call = event.call
-        return "tool_call", {
-            "id": call.id,
-            "name": call.name,
-            "arguments": call.arguments,
-            "step": event.step,
-        }
+        return "tool_call", bodies.ToolCallEvent(
+            id=call.id, name=call.name, arguments=call.arguments, step=event.step
+        )
     if isinstance(event, ToolResult):
-        return "tool_result", {
-            "call_id": event.call_id,
-            "name": event.name,
-            "result": event.result,
-            "error": event.error,
-            "step": event.step,
-        }
+        return "tool_result", bodies.ToolResultEvent(
+            call_id=event.call_id,
+            name=event.name,
+            result=event.result,
+            error=event.error,
+            step=event.step,
+        )
     if isinstance(event, StepFinished):
-        return "step_finish", {
-            "index": event.index,
-            "kind": event.kind,
-            "name": event.name,
-            "status": event.status,
-            "endpoint": event.endpoint,
-            "model": event.model,
-            "usage": usage_json(event.usage),
-        }
+        return "step_finish", bodies.StepFinishEvent(
+            index=event.index,
+            kind=event.kind,
+            name=event.name,
+            status=event.status,
+            endpoint=event.endpoint,
+            model=event.model,
+            usage=usage_json(event.usage),
+        )
     if isinstance(event, ModelSwitched):
-        return "model_switch", {
-            "from_endpoint": event.from_endpoint,
-            "to_endpoint": event.to_endpoint,
-            "step": event.step,
-        }
+        return "model_switch", bodies.ModelSwitchEvent(
+            from_endpoint=event.from_endpoint, to_endpoint=event.to_endpoint, step=event.step
+        )
     if isinstance(event, Finished):
         return "finish", result_body(event.result)
     return "error", error_fields(event, error)
 
 
 def error_fields(event: Error, error: ApiError | None) -> dict[str, Any]:
+    """An `Error` event's fields (`bodies.ErrorEvent` when `error` is given, as the
+    handlers always give it)."""
     fields: dict[str, Any] = {"kind": event.kind, "message": event.message}
     if error is not None:
         fields.update(error.body()["error"])

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 from pydantic import TypeAdapter
 
-from bastion.server.agents.bodies import TYPES, Identifier
+from bastion.server.agents.bodies import EVENTS, TYPES, Identifier
 from bastion.server.common import (
     JSON,
-    OBJECT,
     STR,
     Schema,
     body_of,
@@ -28,15 +27,6 @@ from bastion.server.common import (
 __all__ = ["TYPES", "paths"]
 
 _ID: Schema = TypeAdapter(Identifier).json_schema()
-_EVENT_TYPES = [
-    "text_delta",
-    "tool_call",
-    "tool_result",
-    "step_finish",
-    "model_switch",
-    "finish",
-    "error",
-]
 
 _AGENT_NAME: Schema = {
     "name": "name",
@@ -71,12 +61,18 @@ def _run_body() -> Schema:
 
 
 def paths() -> Schema:
-    stream_event = sse_event(
-        json_text(OBJECT),
-        "One agent event: `finish` carries the `AgentResult`, `error` an error's fields "
-        "(`kind`, `message`, `code`, `status`, `run_id`).",
-        event={"enum": _EVENT_TYPES},
-    )
+    stream_event: Schema = {
+        "description": "One agent event per server-sent event, ending with `finish` "
+        "(the `AgentResult`) or `error`.",
+        "oneOf": [
+            sse_event(
+                json_text(ref(fields.__name__)),
+                " ".join((fields.__doc__ or name).split()),
+                event={"const": name},
+            )
+            for name, fields in EVENTS.items()
+        ],
+    }
     socket = {
         "operationId": "agentSocket",
         "summary": "WebSocket: many turns on one socket. Send "
