@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Generic
+
+from typing_extensions import TypeVar
 
 from bastion.models.base import ChatModel, Endpoint
 from bastion.resilience.breaker import CircuitBreaker
@@ -103,10 +106,15 @@ class FirstTokenLimit:
         return min(max(ordered[index] * cfg.factor, cfg.floor), cfg.ceiling)
 
 
+# What an endpoint calls: a chat model by default; an MCP server's session or a remote
+# agent's client for other call types. The engine never calls it; strategies do.
+M = TypeVar("M", default=ChatModel)
+
+
 @dataclass(slots=True)
-class EndpointRuntime:
+class EndpointRuntime(Generic[M]):
     endpoint: Endpoint
-    model: ChatModel
+    model: M
     breaker: CircuitBreaker
     budget: RetryBudget
     latency: Ewma = field(default_factory=Ewma)

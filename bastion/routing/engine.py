@@ -1,5 +1,8 @@
 """The attempt engine: the one loop that admits, calls, classifies, decides and releases.
 
+`call_with_failover(core, spec, call)` is the whole of it for any call type: plan,
+attempt, decide, return the first success or raise the error listing every attempt.
+
 Every remote call the router makes goes through it — a complete answer, a stream, a
 hedged race, and any other call type (a tool on an MCP server, a remote agent): the
 engine is generic over *what* is called, a call being an async function of a
@@ -24,15 +27,17 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from types import TracebackType
-from typing import Literal, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 from bastion.observability.events import HedgeStarted, HedgeWon
 from bastion.resilience.retry import Action
 from bastion.routing.attempts import Outcome, RequestRun, Slot
-from bastion.routing.endpoints import Ewma
+from bastion.routing.core import RouterCore
+from bastion.routing.endpoints import Ewma, M
 from bastion.routing.groups import Hedge
 from bastion.routing.plan import Candidate
-from bastion.types import Usage
+from bastion.routing.spec import ModelSpec
+from bastion.types import RuntimeContext, Usage
 
 T = TypeVar("T")
 
@@ -42,7 +47,7 @@ HedgeOn = Literal["latency", "ttft"]
 class _Decided(Exception):
     """A race ended with a failure whose outcome is already recorded."""
 
-    def __init__(self, slot: Slot, outcome: Outcome) -> None:
+    def __init__(self, slot: Slot[Any], outcome: Outcome) -> None:
         super().__init__(outcome.decision.reason)
         self.slot = slot
         self.outcome = outcome
@@ -55,20 +60,20 @@ def hedge_delay(stats: Ewma, hedge: Hedge) -> float:
     return min(max(base, hedge.min_delay), hedge.max_delay)
 
 
-class Attempt:
+class Attempt(Generic[M]):
     """One step of the loop: a call on the current candidate (or a hedged race that
     starts there). Use as `with attempt:`; see the module docstring. (A plain context
     manager: its exit does no I/O, and two coroutines per request are measurable.)"""
 
     __slots__ = ("_loop", "outcome", "slot")
 
-    def __init__(self, loop: AttemptLoop, slot: Slot) -> None:
+    def __init__(self, loop: AttemptLoop[M], slot: Slot[M]) -> None:
         self._loop = loop
         self.slot = slot
         self.outcome: Outcome | None = None
 
     @property
-    def candidate(self) -> Candidate:
+    def candidate(self) -> Candidate[M]:
         return self.slot.candidate
 
     @property
@@ -80,7 +85,7 @@ class Attempt:
         return self.slot.started
 
     def call(
-        self, fn: Callable[[Candidate], Awaitable[T]], *, hedge_on: HedgeOn = "latency"
+        self, fn: Callable[[Candidate[M]], Awaitable[T]], *, hedge_on: HedgeOn = "latency"
     ) -> Awaitable[T]:
         """`fn(candidate)`, to be awaited; on the first attempt of a candidate in a
         group with `hedge:`, a race: after the hedge delay, the next candidate is asked
@@ -103,7 +108,7 @@ class Attempt:
         """Record the answer on the endpoint that gave it (see `Slot.succeed`)."""
         self.slot.succeed(ttft=ttft, usage=usage, response_model=response_model)
 
-    def __enter__(self) -> Attempt:
+    def __enter__(self) -> Attempt[M]:
         return self
 
     def __exit__(
@@ -130,7 +135,7 @@ class Attempt:
         return True
 
     async def _race(
-        self, fn: Callable[[Candidate], Awaitable[T]], hedge: Hedge, hedge_on: HedgeOn
+        self, fn: Callable[[Candidate[M]], Awaitable[T]], hedge: Hedge, hedge_on: HedgeOn
     ) -> T:
         loop = self._loop
         run = loop.run
@@ -138,7 +143,7 @@ class Attempt:
         primary = self.slot
         rt = primary.runtime
         delay = hedge_delay(rt.ttft if hedge_on == "ttft" else rt.latency, hedge)
-        racers: dict[asyncio.Future[T], Slot] = {
+        racers: dict[asyncio.Future[T], Slot[M]] = {
             asyncio.ensure_future(fn(primary.candidate)): primary
         }
         hedged = False
@@ -155,7 +160,7 @@ class Attempt:
                             bus.emit(HedgeStarted(run.request_id, rt.id, extra.runtime.id, delay))
                         racers[asyncio.ensure_future(fn(extra.candidate))] = extra
                     continue
-                winner: tuple[Slot, T] | None = None
+                winner: tuple[Slot[M], T] | None = None
                 for task in done:
                     slot = racers.pop(task)
                     error = task.exception()
@@ -196,7 +201,7 @@ class Attempt:
                 slot.release()
 
 
-class AttemptLoop:
+class AttemptLoop(Generic[M]):
     """The candidates of one request, tried in order; see the module docstring.
 
     Iterating yields admitted `Attempt`s. After each failed attempt the loop carries
@@ -221,7 +226,7 @@ class AttemptLoop:
 
     def __init__(
         self,
-        run: RequestRun,
+        run: RequestRun[M],
         *,
         discard: Callable[[object], Awaitable[None]] | None = None,
     ) -> None:
@@ -229,19 +234,19 @@ class AttemptLoop:
         self.hedging = True
         self.returned = False
         self._pending = list(run.plan.candidates)
-        self._current: Candidate | None = None
+        self._current: Candidate[M] | None = None
         self._retries = 0
-        self._last: Attempt | None = None
+        self._last: Attempt[M] | None = None
         self._discard = discard
 
     @property
     def hedge(self) -> Hedge | None:
         return self.run.plan.group.hedge if self.hedging else None
 
-    def __aiter__(self) -> AttemptLoop:
+    def __aiter__(self) -> AttemptLoop[M]:
         return self
 
-    async def __anext__(self) -> Attempt:
+    async def __anext__(self) -> Attempt[M]:
         run = self.run
         last, self._last = self._last, None
         if last is not None and last.outcome is not None:
@@ -276,7 +281,7 @@ class AttemptLoop:
             return attempt
         raise StopAsyncIteration
 
-    def _next_candidate(self) -> Candidate | None:
+    def _next_candidate(self) -> Candidate[M] | None:
         while self._pending:
             candidate = self._pending.pop(0)
             if self.run.eligible(candidate):
@@ -291,11 +296,11 @@ class AttemptLoop:
                 return True
         return False
 
-    def settle(self, attempt: Attempt) -> None:
+    def settle(self, attempt: Attempt[M]) -> None:
         """Called by a failed attempt on exit: the next `__anext__` acts on it."""
         self._last = attempt
 
-    def take_hedge(self) -> Slot | None:
+    def take_hedge(self) -> Slot[M] | None:
         """Admit the next pending candidate as a hedge: it spends that endpoint's retry
         budget, so hedging cannot double the load of a struggling fleet."""
         for index, candidate in enumerate(self._pending):
@@ -311,3 +316,29 @@ class AttemptLoop:
     async def discard(self, result: object) -> None:
         if self._discard is not None:
             await self._discard(result)
+
+
+async def call_with_failover(
+    core: RouterCore[M],
+    spec: ModelSpec,
+    call: Callable[[Candidate[M]], Awaitable[T]],
+    *,
+    context: RuntimeContext | None = None,
+    deadline: float | None = None,
+) -> T:
+    """Call `spec`'s targets in order until one answers: any call type (a tool on an
+    MCP server, a remote agent), with the same policies, breakers, budgets, hedging
+    and events as a chat completion. `call(candidate)` raises `UpstreamError`s (or any
+    exception, classified by `classify`). Raises `FailoverError` listing every attempt,
+    or `NoTargetAvailable`."""
+    plan = await core.plan(spec, context if context is not None else RuntimeContext())
+    limit = deadline if deadline is not None else core.options.deadline
+    run = RequestRun(core, plan, deadline=limit, stream=False)
+    async for attempt in AttemptLoop(run):
+        with attempt:
+            result = await attempt.call(call)
+            attempt.succeed()
+            run.finish(attempt.candidate.runtime.id, True)
+            return result
+    run.finish(None, False)
+    raise run.error()
