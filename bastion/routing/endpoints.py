@@ -15,20 +15,16 @@ from bastion.resilience.budget import RetryBudget
 
 @dataclass(slots=True)
 class Ewma:
-    """Exponentially weighted mean and variance; `alpha` weighs the newest sample."""
+    """Exponentially weighted mean; `alpha` weighs the newest sample."""
 
     alpha: float = 0.2
     mean: float | None = None
-    var: float = 0.0
 
     def add(self, sample: float) -> None:
         if self.mean is None:
             self.mean = sample
             return
-        diff = sample - self.mean
-        incr = self.alpha * diff
-        self.mean += incr
-        self.var = (1 - self.alpha) * (self.var + diff * incr)
+        self.mean += self.alpha * (sample - self.mean)
 
 
 @dataclass(frozen=True, slots=True)
