@@ -15,6 +15,7 @@ import re
 from typing import Annotated, Any
 
 from pydantic import (
+    AfterValidator,
     BeforeValidator,
     Field,
     SecretStr,
@@ -24,10 +25,9 @@ from pydantic import (
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 from bastion.config.groups import Degraded, Hedge, ModelGroup, Strategy, Target, import_handler
-from bastion.config.options import RouterOptions
 from bastion.config.tracing_schema import TracingSettings
 from bastion.models.base import Endpoint
-from bastion.models.providers import PROVIDERS
+from bastion.models.providers import PROVIDERS, provider
 from bastion.resilience.breaker import BreakerConfig
 from bastion.resilience.budget import BudgetConfig
 from bastion.resilience.errors import ErrorKind
@@ -89,8 +89,12 @@ class RuleConfig(Frozen):
         return self
 
 
-# The router's defaults, for the config sections that mirror its options.
-_ROUTER = RouterOptions()
+def _registered(name: str) -> str:
+    provider(name)  # ValueError naming the registered ones
+    return name
+
+
+# A group's defaults are ModelGroup's own.
 _GROUP = ModelGroup(targets=())
 
 
@@ -98,8 +102,11 @@ _GROUP = ModelGroup(targets=())
 class EndpointConfig(Endpoint):
     """An `endpoints:` entry: the `Endpoint` itself, plus the router's policy for it
     (`retry`, `classify`, `breaker`), which is not part of what makes the endpoint the
-    same endpoint across a reload."""
+    same endpoint across a reload. A config names only registered providers (the
+    router builds every model), and ids that fit in a URL path and a metric label."""
 
+    id: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9_.:-]+$")]
+    provider: Annotated[str, AfterValidator(_registered)]
     retry: RetryConfig = dataclasses.field(default_factory=dict, compare=False)
     classify: tuple[RuleConfig, ...] = dataclasses.field(default=(), compare=False)
     breaker: BreakerConfig | None = dataclasses.field(default=None, compare=False)
@@ -267,11 +274,14 @@ class BastionConfig(Frozen):
     default_model: str | None = None
     retry: RetryConfig = Field(default_factory=dict)
     classify: tuple[RuleConfig, ...] = ()
-    breaker: BreakerConfig = _ROUTER.breaker
-    outlier: OutlierConfig = _ROUTER.outlier
-    budget: BudgetConfig = _ROUTER.budget
-    deadline: PositiveDuration = _ROUTER.deadline
-    health_checks: bool = _ROUTER.health_checks
+    breaker: BreakerConfig = BreakerConfig()
+    outlier: OutlierConfig = OutlierConfig()
+    budget: BudgetConfig = BudgetConfig()
+    # The router's defaults (RouterOptions reads them from here).
+    deadline: PositiveDuration = 120.0
+    health_checks: bool = True
+    # See RouterOptions.failover_first: fail over at once while another target serves.
+    failover_first: bool = True
     server: ServerSettings = ServerSettings()
     auth: AuthSettings | None = None
     tracing: TracingSettings = TracingSettings()

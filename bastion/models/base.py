@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal, Protocol, runtime_checkable
 from pydantic import AfterValidator, BeforeValidator, Field
 
 from bastion.models.h1 import H1Target
-from bastion.models.providers import PROVIDERS, provider
+from bastion.models.providers import PROVIDERS
 from bastion.resilience.settings import PositiveDuration, settings
 from bastion.types import ChatRequest, ChatResponse, StreamEvent
 
@@ -23,13 +23,15 @@ class Timeouts:
     `connect` bounds the TCP/TLS handshake; `headers` the wait for response headers
     (None: `first_token` for streams; for a complete answer the headers come with it,
     so only `total` bounds them); `first_token` the wait for the first content of a
-    stream; `idle` the gap between two chunks; `total` the whole attempt. `total`,
-    `first_token` and `idle` are enforced by the router around the model's call.
+    stream — None (the default) lets the router learn it from the endpoint's observed
+    time to first token (`routing.AdaptiveFirstToken`); `idle` the gap between two
+    chunks; `total` the whole attempt. `total`, `first_token` and `idle` are enforced
+    by the router around the model's call.
     """
 
     connect: PositiveDuration = 2.0
     headers: PositiveDuration | None = None
-    first_token: PositiveDuration = 15.0
+    first_token: PositiveDuration | None = None
     idle: PositiveDuration = 30.0
     total: PositiveDuration = 120.0
 
@@ -54,11 +56,6 @@ class HealthCheck:
     unhealthy_after: Annotated[int, Field(ge=1)] = 2
 
 
-def _known_provider(name: str) -> str:
-    provider(name)  # ValueError naming the known ones
-    return name
-
-
 def _usable_url(url: str) -> str:
     # What the upstream client would refuse at the first request, refused up front.
     if url:
@@ -79,12 +76,13 @@ def _pairs(value: Any) -> Any:
 class Endpoint:
     """A concrete deployment of a model: where it is and how to treat it.
 
-    `provider` names an entry of `bastion.models.providers.PROVIDERS`. `headers` go
-    with every request (a mapping is accepted). `reply` is the fixed answer of a
-    scripted endpoint. `health=False` turns active probing off."""
+    `provider` names an entry of `bastion.models.providers.PROVIDERS` for a router to
+    build the model from; an endpoint handed to a router with its own model may name
+    anything. `headers` go with every request (a mapping is accepted). `reply` is the
+    fixed answer of a scripted endpoint. `health=False` turns active probing off."""
 
-    id: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9_.:-]+$")]
-    provider: Annotated[str, AfterValidator(_known_provider)]
+    id: Annotated[str, Field(min_length=1)]
+    provider: str
     model: Annotated[str, Field(min_length=1)]
     base_url: Annotated[str, AfterValidator(_usable_url)] = ""
     api_key: str | None = field(default=None, repr=False)
@@ -100,7 +98,8 @@ class Endpoint:
     reply: str | None = None
 
     def __post_init__(self) -> None:
-        if self.reply is not None and not provider(self.provider).scripted:
+        known = PROVIDERS.get(self.provider)
+        if self.reply is not None and (known is None or not known.scripted):
             scripted = [name for name, p in PROVIDERS.items() if p.scripted]
             raise ValueError(f"reply is only for provider {' or '.join(map(repr, scripted))}")
 

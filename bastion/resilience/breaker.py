@@ -35,6 +35,9 @@ class BreakerState(StrEnum):
     HALF_OPEN = "half_open"
 
 
+_DEFAULT_LONGEST_OPEN = 30.0
+
+
 @settings
 class BreakerConfig:
     """When to open and how long to stay open (the `breaker:` section of the config).
@@ -42,26 +45,36 @@ class BreakerConfig:
     Opens on `consecutive_failures` failures in a row, or once at least `min_calls`
     calls ended within the last `window` seconds and `failures / calls ≥
     failure_rate`. The n-th open in a row (re-opened from half-open without closing
-    in between) lasts `min(open_for * backoff ** (n - 1), open_for_max)` seconds.
+    in between) lasts `min(open_for * backoff ** (n - 1), open_for_max)` seconds, where
+    `open_for_max` left unset is 30 s, or `open_for` itself if that is longer.
     Half-open admits at most `half_open_probes` calls at once and closes after that
-    many successes.
+    many successes. The open time is short and capped low by default (5 s, at most
+    30 s): half-open probes are cheap, and traffic should come back within seconds of
+    a recovery, not minutes.
     """
 
     consecutive_failures: Annotated[int, Field(ge=1)] = 5
     failure_rate: Annotated[float, Field(gt=0, le=1)] = 0.5
     window: PositiveDuration = 30.0
     min_calls: Annotated[int, Field(ge=1)] = 20
-    open_for: PositiveDuration = 10.0
-    open_for_max: PositiveDuration = 300.0
+    open_for: PositiveDuration = 5.0
+    open_for_max: PositiveDuration | None = None
     backoff: Annotated[float, Field(ge=1)] = 2.0
     half_open_probes: Annotated[int, Field(ge=1)] = 2
 
     def __post_init__(self) -> None:
-        if self.open_for_max < self.open_for:
+        if self.longest_open < self.open_for:
             raise ValueError(
-                f"open_for_max ({self.open_for_max:g}s) must be at least "
-                f"open_for ({self.open_for:g}s)"
+                f"open_for_max must be at least open_for ({self.open_for:g}s), "
+                f"got {self.longest_open:g}s"
             )
+
+    @property
+    def longest_open(self) -> float:
+        """`open_for_max`, or its default: 30 s, or `open_for` if that is longer."""
+        if self.open_for_max is not None:
+            return self.open_for_max
+        return max(_DEFAULT_LONGEST_OPEN, self.open_for)
 
 
 DEFAULT_BREAKER_CONFIG = BreakerConfig()
@@ -237,7 +250,7 @@ class CircuitBreaker:
 
     def _open(self, reason: str) -> None:
         cfg = self.config
-        self._open_for = min(cfg.open_for * cfg.backoff**self._open_streak, cfg.open_for_max)
+        self._open_for = min(cfg.open_for * cfg.backoff**self._open_streak, cfg.longest_open)
         self._open_streak += 1
         self._times_opened += 1
         self._opened_at = self._clock.now()

@@ -9,10 +9,10 @@ from typing import Any
 
 from bastion.config import BastionConfig, ConfigError, load_config
 from bastion.config.groups import ModelGroup, Target
-from bastion.config.options import EndpointPolicy, RouterOptions
 from bastion.config.schema import GroupConfig, RetryConfig, RuleConfig
 from bastion.models.base import Endpoint
 from bastion.resilience.errors import ClassificationRule
+from bastion.routing.options import EndpointPolicy, RouterOptions
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,4 +89,5 @@ def _options(config: BastionConfig) -> RouterOptions:
             if e.retry or e.classify or e.breaker
         },
         health_checks=config.health_checks,
+        failover_first=config.failover_first,
     )

@@ -87,3 +87,9 @@ class OverlapTrimmer:
         out = self._held[self.trimmed :]
         self._held = ""
         return out
+
+
+class ContinuationAligner(OverlapTrimmer):
+    """Aligns a continuation with what was sent (see `OverlapTrimmer`)."""
+
+    __slots__ = ()

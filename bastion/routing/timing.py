@@ -26,9 +26,10 @@ async def within(awaitable: Awaitable[T], limit: float, *, phase: str, endpoint:
 class TimedStream(Generic[T]):
     """Reads a provider stream under its attempt's bounds.
 
-    The first event must come within `first_token` of the call (that covers connect and
-    headers too: a silent upstream is left then); every later one within `idle` of the
-    previous; all of it within `total`, itself cut short by the request's deadline.
+    The first event must come within `first_token` of the call (the endpoint's own
+    value, or the one its runtime learned; it covers connect and headers too: a silent
+    upstream is left then); every later one within `idle` of the previous; all of it
+    within `total`, itself cut short by the request's deadline.
 
     One watchdog timer serves the whole stream instead of a timeout per chunk: each read
     only moves the deadline, and the timer, when it fires early, re-arms itself for the
@@ -44,27 +45,29 @@ class TimedStream(Generic[T]):
         "_first_token",
         "_idle",
         "_it",
-        "_limit",
         "_loop",
-        "_phase",
         "_reader",
         "_seen",
         "_timer",
     )
 
     def __init__(
-        self, it: AsyncIterator[T], timeouts: Timeouts, *, remaining: float, endpoint: str
+        self,
+        it: AsyncIterator[T],
+        timeouts: Timeouts,
+        *,
+        remaining: float,
+        endpoint: str,
+        first_token: float,
     ) -> None:
         self._it = it
         self._loop = asyncio.get_running_loop()
         self._end = self._loop.time() + min(timeouts.total, remaining)
-        self._first_token = timeouts.first_token
+        self._first_token = first_token
         self._idle = timeouts.idle
         self._endpoint = endpoint
         self._seen = False
         self._deadline = 0.0
-        self._limit = 0.0
-        self._phase = "first_token"
         self._timer: asyncio.TimerHandle | None = None
         self._reader: asyncio.Task[object] | None = None
         self._expired = False
@@ -77,7 +80,6 @@ class TimedStream(Generic[T]):
         if self._end - now < limit:
             limit, phase = max(self._end - now, 0.0), "total"
         self._deadline = now + limit
-        self._limit, self._phase = limit, phase
         if self._timer is None or self._timer.when() > self._deadline:
             if self._timer is not None:
                 self._timer.cancel()

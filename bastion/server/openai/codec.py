@@ -19,6 +19,7 @@ from typing import Any, cast
 
 import orjson
 
+from bastion.routing.streaming import UsageReport
 from bastion.server.errors import ApiError, invalid
 from bastion.types import (
     ChatRequest,
@@ -96,7 +97,9 @@ def _tool_calls(value: Any, field: str) -> tuple[ToolCall, ...]:
     return tuple(calls)
 
 
-def _message(value: Any, index: int) -> Message:
+def read_message(value: Any, index: int) -> Message:
+    """`messages[index]` of a chat body (or an agent's run body); ApiError(400)
+    naming the field at fault."""
     field = f"messages[{index}]"
     if not isinstance(value, dict):
         raise invalid(field, "must be an object")
@@ -185,7 +188,7 @@ def parse_chat(raw: bytes) -> ParsedChat:
     ):
         raise invalid("max_tokens", "must be a positive integer")
     request = ChatRequest(
-        messages=tuple(_message(m, i) for i, m in enumerate(messages)),
+        messages=tuple(read_message(m, i) for i, m in enumerate(messages)),
         tools=_tools(body.get("tools")),
         tool_choice=tool_choice,
         temperature=_number(body, "temperature", 0.0, 2.0),
@@ -210,6 +213,16 @@ def usage_json(usage: Usage) -> dict[str, Any]:
     if usage.reasoning_tokens is not None:
         out["completion_tokens_details"] = {"reasoning_tokens": usage.reasoning_tokens}
     return out
+
+
+def usage_report_json(report: UsageReport) -> dict[str, Any]:
+    """The `bastion` extension of a usage chunk (see `UsageReport`)."""
+    return {
+        "attempts": report.attempts,
+        "seams": report.seams,
+        "usage_total": usage_json(report.usage_total),
+        "estimated_unreported_completion_tokens": report.estimated_unreported_completion_tokens,
+    }
 
 
 def tool_call_json(call: ToolCall) -> dict[str, Any]:
@@ -259,19 +272,26 @@ def _openai_answer(raw: Mapping[str, Any]) -> bool:
 class ChunkWriter:
     """Server-sent `chat.completion.chunk` events for one stream."""
 
-    __slots__ = ("_head", "_model", "_started")
+    __slots__ = ("_created", "_head", "_id", "_started")
 
     def __init__(self, request_id: str, model: str) -> None:
-        self._model = model
+        self._id = f"chatcmpl-{request_id}"
+        self._created = int(time.time())
+        self._head = b""
+        self.rename(model)
+        self._started = False
+
+    def rename(self, model: str) -> None:
+        """Name `model` in the chunks from now on: after a mid-stream switch, each
+        chunk names the model that produced it."""
         prefix = {
-            "id": f"chatcmpl-{request_id}",
+            "id": self._id,
             "object": "chat.completion.chunk",
-            "created": int(time.time()),
+            "created": self._created,
             "model": model,
         }
         # '{"id":...,"model":"m"' — completed per chunk with ',"choices":[...]}'.
         self._head = b"data: " + orjson.dumps(prefix)[:-1]
-        self._started = False
 
     def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> bytes:
         choice = {"index": 0, "delta": delta, "finish_reason": finish}
@@ -294,11 +314,19 @@ class ChunkWriter:
         self._started = True
         return self._chunk({**role, "tool_calls": [call]})
 
-    def finish(self, finish: StreamFinish, include_usage: bool) -> bytes:
+    def finish(
+        self, finish: StreamFinish, include_usage: bool, report: UsageReport | None = None
+    ) -> bytes:
+        """The finish chunk, and with `include_usage` the usage chunk. With a `report`
+        (a request that took more than one attempt) the usage chunk also carries
+        `bastion`: the attempts, the seams and what every attempt consumed."""
         out = self._chunk({}, finish.finish_reason)
         if include_usage:
             usage = usage_json(finish.usage or Usage())
-            out += self._head + b',"choices":[],"usage":' + orjson.dumps(usage) + b"}\n\n"
+            out += self._head + b',"choices":[],"usage":' + orjson.dumps(usage)
+            if report is not None:
+                out += b',"bastion":' + orjson.dumps(usage_report_json(report))
+            out += b"}\n\n"
         return out + b"data: [DONE]\n\n"
 
     @staticmethod
