@@ -18,7 +18,7 @@ from bastion.observability.events import StreamSeam
 from bastion.resilience.errors import ErrorKind, StreamBroken
 from bastion.resilience.retry import Action
 from bastion.routing.attempts import RequestRun
-from bastion.routing.continuation import Mode, OverlapTrimmer, continuation_request
+from bastion.routing.continuation import ContinuationAligner, Mode, continuation_request
 from bastion.routing.endpoints import EndpointRuntime
 from bastion.routing.hedging import open_hedged_stream
 from bastion.routing.timing import TimedStream
@@ -46,7 +46,7 @@ class _Segment:
     """What one attempt has produced so far."""
 
     mode: Mode | None
-    trimmer: OverlapTrimmer | None
+    trimmer: ContinuationAligner | None
     tools: list[ToolCallDelta]
     ttft: float | None = None
     started: float = 0.0
@@ -160,7 +160,7 @@ class RouterStream:
                 if sent:
                     mode = "prefill" if rt.accepts_prefill() else "instruct"
                     request = continuation_request(request, sent, mode)
-                segment = _Segment(mode, OverlapTrimmer(sent) if mode == "instruct" else None, [])
+                segment = _Segment(mode, ContinuationAligner(sent) if mode else None, [])
                 started = clock.now()
                 hedge = run.plan.group.hedge if not sent and retries == 0 else None
                 first: StreamEvent | None = None
