@@ -119,6 +119,11 @@ class BudgetSettings(Frozen):
 
 
 class EndpointConfig(Frozen):
+    """One upstream deployment. `prefill` says how a stream broken mid-answer is
+    continued here: `auto` (default) prefills on Anthropic and asks an OpenAI-compatible
+    endpoint by instruction (OpenAI's API answers a trailing assistant message anew);
+    `supported` forces prefill (vLLM, llama.cpp); `unsupported` never prefills."""
+
     id: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.:-]+$")
     provider: Literal["openai", "anthropic", "scripted"]
     model: str = Field(min_length=1)

@@ -8,6 +8,9 @@ from bastion.models.base import ChatModel, Endpoint
 from bastion.resilience.breaker import CircuitBreaker
 from bastion.resilience.budget import RetryBudget
 
+# Providers whose API continues a trailing assistant message (the scripted model does too).
+PREFILL_PROVIDERS = frozenset({"anthropic", "scripted"})
+
 
 @dataclass(slots=True)
 class Ewma:
@@ -52,8 +55,17 @@ class EndpointRuntime:
         return limit is not None and self.in_flight >= limit
 
     def accepts_prefill(self) -> bool:
+        """Whether a broken stream is continued here by prefill (else by instruction).
+
+        `prefill: supported` forces prefill (vLLM, llama.cpp and other servers that
+        continue a trailing assistant message opt in); `unsupported` never prefills.
+        `auto` follows what the provider does with a trailing assistant message:
+        Anthropic continues it, so it is prefilled until the endpoint rejects one;
+        OpenAI's API answers it anew, so an OpenAI-compatible endpoint is asked by
+        instruction.
+        """
         if self.endpoint.prefill == "supported":
             return True
         if self.endpoint.prefill == "unsupported":
             return False
-        return self.prefill_ok is not False
+        return self.endpoint.provider in PREFILL_PROVIDERS and self.prefill_ok is not False
