@@ -81,8 +81,9 @@ class ContinuationAligner:
        emitted. If S's end cannot be located — by the end of C, or once C has been
        held to the limit — C is misaligned.
     3. Neither: C continues S and is emitted whole — unless it reads as a new answer:
-       S stops mid-sentence and C opens, with no space, on a capitalised word other
-       than "I" or a name S already used. That C is misaligned.
+       S stops mid-sentence (no sentence-ending mark, no line break at its end) and C
+       opens, with no space of its own, on a capitalised word other than "I" or a name
+       S already used. That C is misaligned.
 
     C is also misaligned when it repeats a stretch of S (two words or more, or S's
     opening) and ends before reaching S's end. Nothing of a misaligned C is emitted.
@@ -122,7 +123,8 @@ class ContinuationAligner:
         # S ends inside a word, which the continuation may complete or repeat whole.
         self._open = sent[-1:].isalnum()
         stripped = sent.rstrip()
-        self._mid_sentence = bool(stripped) and not self._spaced
+        # A new line may open a heading or an item; spaces keep the sentence open.
+        self._mid_sentence = bool(stripped) and "\n" not in sent[len(stripped) :]
         self._mid_sentence &= stripped[-1:] not in _SENTENCE_END
         self._names = {w.key for w in found[1:] if sent[w.start].isupper()}
         self._limit = len(sent) + max(HOLD_MARGIN, len(sent) // 4)

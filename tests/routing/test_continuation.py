@@ -339,6 +339,14 @@ def test_a_new_answer_after_a_mid_sentence_cut_is_refused_at_once():
     assert aligner.flush() == ""
 
 
+def test_a_new_answer_after_a_cut_between_two_words_is_refused():
+    assert feed("It jumped over the lazy ", "Sure! Foxes are small mammals.").error is not None
+
+
+def test_a_capital_after_a_line_break_may_continue():
+    assert aligned("Shopping list\n", "Apples and pears.").emitted == "Apples and pears."
+
+
 def test_a_name_used_before_may_open_the_continuation():
     assert aligned("We met Anna and", "Anna smiled.").emitted == "Anna smiled."
     assert aligned("and then", "I left.").emitted == "I left."
