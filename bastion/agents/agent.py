@@ -3,15 +3,17 @@
     agent = Agent(
         "support",
         instructions=lambda ctx: f"You help {ctx['tier']} customers.",
-        model=[{"model": "primary", "retries": 0}, "fallback"],
-        router=router,
+        model=router,                     # a Router (its default model), or one model
         tools=[lookup_order],
     )
     result = await agent.generate("Where is order 42?", context={"tier": "gold"})
     async for event in agent.stream("Where is order 42?"):
         ...
 
-The model spec is resolved by the router on every model step, so when the primary
+`model` may also be a spec — a group or endpoint name, a fallback list such as
+`[{"model": "primary", "retries": 0}, "fallback"]`, a function of the context — given
+with the `router=` that resolves it. The model spec is resolved by the router on every
+model step, so when the primary
 fails between tool steps the fallback carries on with the whole conversation — the
 tool calls and their results included.
 """
@@ -29,6 +31,7 @@ from bastion.agents.options import AgentMemory, AgentOptions, Instructions, RunS
 from bastion.agents.output import OutputSpec
 from bastion.agents.run import AgentRun, AgentSetup
 from bastion.agents.tools import Tool, as_tool
+from bastion.models.base import ChatModel
 from bastion.routing.groups import Target
 from bastion.routing.router import Router
 from bastion.routing.spec import ModelSpec
@@ -43,8 +46,10 @@ class Agent:
     """A model that uses tools in a loop until it answers; see the module docstring.
 
     `instructions` is the system prompt, or a function of the `RuntimeContext` (sync
-    or async) that returns it. `model` is any spec the router accepts: a group or
-    endpoint name, a fallback list, or a function of the context. `tools` are `Tool`s
+    or async) that returns it. `model` is a `Router` (it answers with its default
+    model), a single `ChatModel` (wrapped in a router of one), or any spec a `router=`
+    accepts: a group or endpoint name, a fallback list, or a function of the context.
+    `tools` are `Tool`s
     or plain typed functions. With `memory`, runs given a `thread_id` continue that
     thread. Everything else is in `options`.
     """
@@ -53,15 +58,16 @@ class Agent:
         self,
         name: str,
         instructions: Instructions,
-        model: ModelSpec,
+        model: ModelSpec | Router | ChatModel,
         *,
-        router: Router,
+        router: Router | None = None,
         tools: Iterable[Tool | Callable[..., Any]] = (),
         memory: AgentMemory | None = None,
         description: str = "",
         options: AgentOptions | None = None,
     ) -> None:
         options = options or AgentOptions()
+        router, model = _bind(name, model, router)
         built: dict[str, Tool] = {}
         for item in tools:
             t = as_tool(item)
@@ -205,3 +211,29 @@ def _spec_name(spec: ModelSpec) -> str:
         else:
             parts.append(str(entry.get("model", entry.get("endpoint", "?"))))
     return "+".join(parts)
+
+
+def _bind(
+    name: str, model: ModelSpec | Router | ChatModel, router: Router | None
+) -> tuple[Router, ModelSpec]:
+    """The router and the spec an agent asks it for."""
+    if isinstance(model, Router):
+        if router is not None and router is not model:
+            raise ValueError(f"agent {name!r}: give the router as model= or router=, not both")
+        if model.default_model is None:
+            raise ValueError(
+                f"agent {name!r}: the router has no default_model; pass model= a spec with router="
+            )
+        return model, model.default_model
+    if isinstance(model, ChatModel):
+        if router is not None:
+            raise ValueError(f"agent {name!r}: router= goes with a model spec, not a model")
+        single = Router.single(model)
+        assert single.default_model is not None
+        return single, single.default_model
+    if router is None:
+        raise ValueError(
+            f"agent {name!r}: model={_spec_name(model)!r} is a spec; give router= to resolve "
+            "it, or pass a Router or a model as model="
+        )
+    return router, model

@@ -26,7 +26,8 @@ from bastion.resilience.errors import ErrorKind
 class TimeoutsConfig(Frozen):
     connect: PositiveDuration = 2.0
     headers: PositiveDuration | None = None
-    first_token: PositiveDuration = 15.0
+    # None: learned from the endpoint's observed time to first token (see `first_token:`).
+    first_token: PositiveDuration | None = None
     idle: PositiveDuration = 30.0
     total: PositiveDuration = 120.0
 
@@ -99,8 +100,8 @@ class BreakerSettings(Frozen):
     failure_rate: float = Field(default=0.5, gt=0, le=1)
     window: PositiveDuration = 30.0
     min_calls: int = Field(default=20, ge=1)
-    open_for: PositiveDuration = 10.0
-    open_for_max: PositiveDuration = 300.0
+    open_for: PositiveDuration = 5.0
+    open_for_max: PositiveDuration | None = None
     backoff: float = Field(default=2.0, ge=1)
     half_open_probes: int = Field(default=2, ge=1)
 
@@ -110,6 +111,7 @@ class OutlierSettings(Frozen):
     base_ejection: PositiveDuration = 30.0
     max_ejection: PositiveDuration = 300.0
     max_ejected_share: float = Field(default=0.5, ge=0, le=1)
+    probe_after: Duration = 2.0
 
 
 class BudgetSettings(Frozen):
@@ -305,6 +307,8 @@ class BastionConfig(Frozen):
     budget: BudgetSettings = BudgetSettings()
     deadline: PositiveDuration = 120.0
     health_checks: bool = True
+    # See RouterOptions.failover_first: fail over at once while another target serves.
+    failover_first: bool = True
     server: ServerSettings = ServerSettings()
     auth: AuthSettings | None = None
     tracing: TracingSettings = TracingSettings()

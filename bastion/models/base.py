@@ -18,13 +18,15 @@ class Timeouts:
     `connect` bounds the TCP/TLS handshake; `headers` the wait for response headers
     (None: `first_token` for streams; for a complete answer the headers come with it,
     so only `total` bounds them); `first_token` the wait for the first content of a
-    stream; `idle` the gap between two chunks; `total` the whole attempt. `total`,
-    `first_token` and `idle` are enforced by the router around the model's call.
+    stream — None (the default) lets the router learn it from the endpoint's observed
+    time to first token (`routing.AdaptiveFirstToken`); `idle` the gap between two
+    chunks; `total` the whole attempt. `total`, `first_token` and `idle` are enforced
+    by the router around the model's call.
     """
 
     connect: float = 2.0
     headers: float | None = None
-    first_token: float = 15.0
+    first_token: float | None = None
     idle: float = 30.0
     total: float = 120.0
 

@@ -31,6 +31,9 @@ class BreakerState(StrEnum):
     HALF_OPEN = "half_open"
 
 
+_DEFAULT_LONGEST_OPEN = 30.0
+
+
 @dataclass(frozen=True, slots=True)
 class BreakerConfig:
     """When to open and how long to stay open.
@@ -38,17 +41,20 @@ class BreakerConfig:
     Opens on `consecutive_failures` failures in a row, or once at least `min_calls`
     calls ended within the last `window` seconds and `failures / calls ≥
     failure_rate`. The n-th open in a row (re-opened from half-open without closing
-    in between) lasts `min(open_for * backoff ** (n - 1), open_for_max)` seconds.
+    in between) lasts `min(open_for * backoff ** (n - 1), open_for_max)` seconds, where
+    `open_for_max` left unset is 30 s, or `open_for` itself if that is longer.
     Half-open admits at most `half_open_probes` calls at once and closes after that
-    many successes.
+    many successes. The open time is short and capped low by default (5 s, at most
+    30 s): half-open probes are cheap, and traffic should come back within seconds of
+    a recovery, not minutes.
     """
 
     consecutive_failures: int = 5
     failure_rate: float = 0.5
     window: float = 30.0
     min_calls: int = 20
-    open_for: float = 10.0
-    open_for_max: float = 300.0
+    open_for: float = 5.0
+    open_for_max: float | None = None
     backoff: float = 2.0
     half_open_probes: int = 2
 
@@ -59,13 +65,20 @@ class BreakerConfig:
             ("window", self.window > 0, "positive"),
             ("min_calls", self.min_calls >= 1, "at least 1"),
             ("open_for", self.open_for > 0, "positive"),
-            ("open_for_max", self.open_for_max >= self.open_for, "at least open_for"),
+            ("open_for_max", self.longest_open >= self.open_for, "at least open_for"),
             ("backoff", self.backoff >= 1, "at least 1"),
             ("half_open_probes", self.half_open_probes >= 1, "at least 1"),
         )
         for name, ok, wanted in checks:
             if not ok:
                 raise ValueError(f"breaker {name} must be {wanted}, got {getattr(self, name)}")
+
+    @property
+    def longest_open(self) -> float:
+        """`open_for_max`, or its default: 30 s, or `open_for` if that is longer."""
+        if self.open_for_max is not None:
+            return self.open_for_max
+        return max(_DEFAULT_LONGEST_OPEN, self.open_for)
 
 
 DEFAULT_BREAKER_CONFIG = BreakerConfig()
@@ -241,7 +254,7 @@ class CircuitBreaker:
 
     def _open(self, reason: str) -> None:
         cfg = self.config
-        self._open_for = min(cfg.open_for * cfg.backoff**self._open_streak, cfg.open_for_max)
+        self._open_for = min(cfg.open_for * cfg.backoff**self._open_streak, cfg.longest_open)
         self._open_streak += 1
         self._times_opened += 1
         self._opened_at = self._clock.now()

@@ -28,6 +28,11 @@ class OutlierConfig:
 
     seconds, `times_ejected` counting this ejection. A member that has stayed in for
     `max_ejection` seconds since its last return starts again from `base_ejection`.
+    While it is out, one real request is let through as a probe `probe_after` seconds
+    after the ejection, then after twice that, and so on up to `base_ejection`: a probe
+    that succeeds brings the member back at once, so traffic returns within seconds of a
+    recovery rather than at the end of a long ejection. `probe_after: 0` turns probing
+    off.
     At most `floor(max_ejected_share * members)` members are out at once: with the
     default share a group of one is never ejected, as there is nothing to send its
     traffic to (its breaker still guards it).
@@ -37,9 +42,11 @@ class OutlierConfig:
     base_ejection: float = 30.0
     max_ejection: float = 300.0
     max_ejected_share: float = 0.5
+    probe_after: float = 2.0
 
     def __post_init__(self) -> None:
         checks = (
+            ("probe_after", self.probe_after >= 0, "0 or more"),
             ("consecutive_errors", self.consecutive_errors >= 1, "at least 1"),
             ("base_ejection", self.base_ejection > 0, "positive"),
             ("max_ejection", self.max_ejection >= self.base_ejection, "at least base_ejection"),
@@ -74,13 +81,15 @@ class Restored:
 
 
 class _Member:
-    __slots__ = ("consecutive", "restored_at", "times_ejected", "until")
+    __slots__ = ("consecutive", "probe_at", "probe_gap", "restored_at", "times_ejected", "until")
 
     def __init__(self) -> None:
         self.consecutive = 0
         self.times_ejected = 0
         self.until: float | None = None  # set while ejected
         self.restored_at: float | None = None
+        self.probe_at: float | None = None  # while ejected: when the next probe may go
+        self.probe_gap = 0.0
 
 
 class OutlierDetector:
@@ -125,6 +134,8 @@ class OutlierDetector:
             return
         if ok:
             member.consecutive = 0
+            if member.until is not None:  # a probe (or a panic-mode call) succeeded
+                self._restore(name, member, self._clock.now())
             return
         if self._still_ejected(name, member):
             # Tried anyway in panic mode; it is out already and its time stands.
@@ -139,6 +150,21 @@ class OutlierDetector:
         """Is `name` out now? Restores it if its time is up."""
         member = self._members.get(name)
         return member is not None and self._still_ejected(name, member)
+
+    def admits(self, name: str) -> bool:
+        """May a request be sent to `name` now? Yes while it is in; while it is out,
+        only once each time a probe is due (the call that takes it is the probe)."""
+        member = self._members.get(name)
+        if member is None or not self._still_ejected(name, member):
+            return True
+        now = self._clock.now()
+        if member.probe_at is None or now < member.probe_at:
+            return False
+        # The gap doubles, up to the base ejection time: a long outage is still
+        # noticed to end within that.
+        member.probe_gap = min(member.probe_gap * 2, self.config.base_ejection)
+        member.probe_at = now + member.probe_gap
+        return True
 
     def ejected(self) -> frozenset[str]:
         """The members out now (restoring those whose time is up)."""
@@ -156,6 +182,8 @@ class OutlierDetector:
             member.times_ejected = old.times_ejected
             member.until = old.until
             member.restored_at = old.restored_at
+            member.probe_at = old.probe_at
+            member.probe_gap = old.probe_gap
 
     # --- transitions ---------------------------------------------------------------
 
@@ -165,10 +193,14 @@ class OutlierDetector:
         now = self._clock.now()
         if now < member.until:
             return True
+        self._restore(name, member, now)
+        return False
+
+    def _restore(self, name: str, member: _Member, now: float) -> None:
         member.until = None
+        member.probe_at = None
         member.restored_at = now
         self._emit(Restored(self.group, name, now))
-        return False
 
     def _try_eject(self, name: str, member: _Member) -> None:
         if len(self.ejected()) >= self._max_ejected:
@@ -180,6 +212,9 @@ class OutlierDetector:
         member.times_ejected += 1
         errors, member.consecutive = member.consecutive, 0
         member.until = now + min(cfg.base_ejection * member.times_ejected, cfg.max_ejection)
+        if cfg.probe_after > 0:
+            member.probe_gap = cfg.probe_after
+            member.probe_at = now + cfg.probe_after
         self._emit(Ejected(self.group, name, now, member.until, f"{errors} consecutive errors"))
 
     def _emit(self, event: Ejected | Restored) -> None:

@@ -2,8 +2,10 @@
 
 `RequestRun` holds what one request has learned so far (its attempts, its deadline,
 the smallest context window known to be too small) and turns each outcome into a
-decision. It performs no I/O of its own; `Router.complete` and the stream
-failover loop carry its decisions out.
+decision. Admitting a call on an endpoint gives a `Slot`, which is closed exactly
+once: by a success, by a failure (which returns the decision), or by a release (no
+verdict: cancelled, or lost a hedge). It performs no I/O of its own; the attempt
+engine (`routing/engine.py`) carries its decisions out.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from bastion.resilience.errors import (
     Classification,
     ErrorKind,
     UpstreamError,
+    UpstreamTimeout,
     classify,
 )
 from bastion.resilience.retry import Action, Decision, FailureInfo
@@ -42,6 +45,56 @@ class Outcome:
     decision: Decision
 
 
+class Slot:
+    """One admitted call on an endpoint. Closed exactly once — `succeed`, `fail` or
+    `release` — so the endpoint's in-flight count and its breaker's probe slot are
+    always given back; closing twice is a no-op, so `release` is safe in a `finally`."""
+
+    __slots__ = ("candidate", "hedge", "open", "retries", "run", "started")
+
+    def __init__(self, run: RequestRun, candidate: Candidate, retries: int, hedge: bool) -> None:
+        self.run = run
+        self.candidate = candidate
+        self.retries = retries
+        self.hedge = hedge
+        self.started = run.core.clock.now()
+        self.open = True
+
+    @property
+    def runtime(self) -> EndpointRuntime:
+        return self.candidate.runtime
+
+    def succeed(
+        self,
+        *,
+        ttft: float | None = None,
+        usage: Usage | None = None,
+        response_model: str | None = None,
+    ) -> None:
+        """Record an answer. `usage` is the upstream's count, when it gave one."""
+        if self.open:
+            self.open = False
+            self.run._succeeded(self, ttft, usage, response_model)
+
+    def fail(
+        self, error: Exception, *, others_racing: bool = False, alternative: bool = False
+    ) -> Outcome:
+        """Record a failure and decide what follows it. With `others_racing` (a hedge
+        is still running), nothing is retried here: the race goes on instead. With
+        `alternative` (another target is in service), a retry becomes a failover
+        unless the router's `failover_first` is off or the target set its own count."""
+        self.open = False
+        return self.run._failed(self, error, others_racing, alternative)
+
+    def release(self) -> None:
+        """The call ended with no verdict on the endpoint (cancelled, lost a hedge)."""
+        if self.open:
+            self.open = False
+            rt = self.candidate.runtime
+            rt.in_flight -= 1
+            rt.breaker.release()
+
+
 class RequestRun:
     def __init__(self, core: RouterCore, plan: Plan, *, deadline: float, stream: bool) -> None:
         self.core = core
@@ -53,6 +106,7 @@ class RequestRun:
         self.attempts: list[AttemptRecord] = []
         self.errors: list[Exception] = []
         self.final_kind: ErrorKind | None = None
+        self.finished = False
         self._too_small: int | None = None
         self._unknown_window_failed = False
         self._budget_counted: set[str] = set()
@@ -73,38 +127,33 @@ class RequestRun:
             return window is not None
         return True
 
-    def admit(self, rt: EndpointRuntime, *, retry: bool = False) -> bool:
-        """Reserve a call on `rt`: its breaker must let it through (unless the plan is in
-        panic mode) and it must have room. Counted in the endpoint's retry budget once.
-        A retry refused here (the breaker just opened) is a failover."""
+    def admit(self, candidate: Candidate, *, retries: int = 0, hedge: bool = False) -> Slot | None:
+        """Reserve a call on the candidate's endpoint: its breaker must let it through
+        (unless the plan is in panic mode) and it must have room. Counted in the
+        endpoint's retry budget once. A retry refused here (the breaker just opened)
+        is a failover."""
+        rt = candidate.runtime
         if rt.full or (not self.plan.panic and not rt.breaker.try_acquire()):
-            if retry and self.core.bus.active:
+            if retries and self.core.bus.active:
                 kind = self.attempts[-1].kind if self.attempts else None
                 reason = "endpoint full" if rt.full else "breaker open"
                 self.core.bus.emit(FailedOver(self.request_id, rt.id, kind or "", reason))
-            return False
+            return None
         if rt.id not in self._budget_counted:
             self._budget_counted.add(rt.id)
             rt.budget.record_request()
         rt.in_flight += 1
-        return True
+        return Slot(self, candidate, retries, hedge)
 
-    def release(self, rt: EndpointRuntime) -> None:
-        """The call ended with no verdict on the endpoint (cancelled, lost a hedge)."""
-        rt.in_flight -= 1
-        rt.breaker.release()
-
-    def succeeded(
+    def _succeeded(
         self,
-        rt: EndpointRuntime,
-        started: float,
-        *,
-        ttft: float | None = None,
-        hedge: bool = False,
-        usage: Usage | None = None,
-        response_model: str | None = None,
+        slot: Slot,
+        ttft: float | None,
+        usage: Usage | None,
+        response_model: str | None,
     ) -> None:
-        """Record an answer. `usage` is the upstream's count, when it gave one."""
+        rt = slot.candidate.runtime
+        started = slot.started
         rt.in_flight -= 1
         now = self.core.clock.now()
         duration = now - started
@@ -113,6 +162,7 @@ class RequestRun:
         rt.latency.add(duration)
         if ttft is not None:
             rt.ttft.add(ttft)
+            rt.first_token.add(ttft)
         rt.served += 1
         self.attempts.append(
             AttemptRecord(rt.id, rt.endpoint.model, None, None, started - self.started, duration)
@@ -132,24 +182,19 @@ class RequestRun:
                     None,
                     duration,
                     ttft,
-                    hedge,
+                    slot.hedge,
                     prompt,
                     completion,
                     response_model,
                 )
             )
 
-    def failed(
-        self,
-        candidate: Candidate,
-        error: Exception,
-        started: float,
-        *,
-        retries: int,
-        hedge: bool = False,
+    def _failed(
+        self, slot: Slot, error: Exception, others_racing: bool, alternative: bool
     ) -> Outcome:
-        """Record a failed attempt and decide what comes next."""
+        candidate = slot.candidate
         rt = candidate.runtime
+        started = slot.started
         rt.in_flight -= 1
         rules = self.core.rules(self.plan, rt.id)
         classification = classify(error, rules=rules)
@@ -160,23 +205,17 @@ class RequestRun:
             rt.failed += 1
         else:
             rt.breaker.release()
+        if isinstance(error, UpstreamTimeout) and error.phase == "first_token":
+            # Censored: the first token would have come later than this, if at all.
+            rt.first_token.add(error.after)
         if kind is ErrorKind.CONTEXT_LENGTH:
             window = rt.endpoint.context_window
             if window is None:
                 self._unknown_window_failed = True
             else:
                 self._too_small = max(window, self._too_small or 0)
-        if kind is ErrorKind.PREFILL_REJECTED:
-            rt.prefill_ok = False
         now = self.core.clock.now()
-        policy = self.core.policy(self.plan, candidate.target)
-        decision = policy.decide(
-            FailureInfo(classification, retries, rt.id),
-            remaining=self.remaining(),
-            rng=self.core.rng,
-        )
-        if decision.action is Action.RETRY and not rt.budget.try_spend():
-            decision = Decision(Action.FAILOVER, 0.0, "retry budget spent")
+        decision = self._decide(slot, classification, others_racing, alternative)
         retrying = decision.action is Action.RETRY
         self.attempts.append(
             AttemptRecord(
@@ -202,17 +241,51 @@ class RequestRun:
                     classification.status,
                     now - started,
                     None,
-                    hedge,
+                    slot.hedge,
                 )
             )
             if retrying:
                 bus.emit(
-                    RetryScheduled(self.request_id, rt.id, kind.value, retries + 1, decision.delay)
+                    RetryScheduled(
+                        self.request_id, rt.id, kind.value, slot.retries + 1, decision.delay
+                    )
                 )
             elif decision.action is Action.FAILOVER:
                 bus.emit(FailedOver(self.request_id, rt.id, kind.value, decision.reason))
         self.final_kind = kind
         return Outcome(classification, decision)
+
+    def _decide(
+        self, slot: Slot, classification: Classification, racing: bool, alternative: bool
+    ) -> Decision:
+        """The policy's decision, then the run's own limits on it: a rejected prefill is
+        asked again at once by instruction (learned, so asked once); a retry while a
+        hedge still runs is the race going on; a retry while another target is in
+        service is a failover (waiting out a backoff costs more than asking the next
+        target; the first is retried by later requests); a retry needs the budget."""
+        rt = slot.candidate.runtime
+        if classification.kind is ErrorKind.PREFILL_REJECTED and rt.prefill_ok is not False:
+            rt.prefill_ok = False
+            return Decision(Action.RETRY, 0.0, "prefill rejected: asked again by instruction")
+        policy = self.core.policy(self.plan, slot.candidate.target)
+        decision = policy.decide(
+            FailureInfo(classification, slot.retries, rt.id),
+            remaining=self.remaining(),
+            rng=self.core.rng,
+        )
+        if decision.action is not Action.RETRY:
+            return decision
+        if racing:
+            return Decision(Action.FAILOVER, 0.0, "a hedge is still running")
+        if (
+            alternative
+            and self.core.options.failover_first
+            and slot.candidate.target.retries is None
+        ):
+            return Decision(Action.FAILOVER, 0.0, "another target is in service")
+        if not rt.budget.try_spend():
+            return Decision(Action.FAILOVER, 0.0, "retry budget spent")
+        return decision
 
     def error(self) -> FailoverError | NoTargetAvailable:
         """The error for the caller, listing every attempt made."""
@@ -227,7 +300,11 @@ class RequestRun:
 
     def finish(self, endpoint: str | None, ok: bool, *, cancelled: bool = False) -> None:
         """The request ended: answered (`ok`), failed, or `cancelled` by its caller
-        (a client that left), which is reported with the kind "cancelled"."""
+        (a client that left), which is reported with the kind "cancelled". Only the
+        first call counts: a request ends once."""
+        if self.finished:
+            return
+        self.finished = True
         if self.core.bus.active:
             kind = None
             if cancelled:

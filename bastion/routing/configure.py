@@ -141,4 +141,5 @@ def _options(config: BastionConfig) -> RouterOptions:
             if e.retry or e.classify or e.breaker
         },
         health_checks=config.health_checks,
+        failover_first=config.failover_first,
     )

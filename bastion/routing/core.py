@@ -16,7 +16,7 @@ from bastion.resilience.errors import ErrorKind, Rule
 from bastion.resilience.health import HealthChecker
 from bastion.resilience.outlier import OutlierDetector
 from bastion.resilience.retry import RetryPolicy
-from bastion.routing.endpoints import EndpointRuntime
+from bastion.routing.endpoints import EndpointRuntime, FirstTokenLimit
 from bastion.routing.groups import ModelGroup, RetryOverrides, Target
 from bastion.routing.options import RouterOptions
 from bastion.routing.plan import Candidate, Plan, expand, is_static, make_plan
@@ -87,6 +87,7 @@ class RouterCore:
                     min_retries=options.budget.min_retries,
                     clock=clock,
                 ),
+                first_token=FirstTokenLimit(options.first_token),
             )
         clash = set(self.groups) & set(self.runtimes)
         if clash:
@@ -128,11 +129,13 @@ class RouterCore:
             resolved, targets, whole = cached
             detector = self.detectors.get(resolved.name, self.detectors[ALL_ENDPOINTS])
             # The common case, every target in service: the plan built once will do.
-            for candidate in whole.candidates:
+            # Each endpoint is asked once: asking may hand out an ejected one's probe.
+            for index, candidate in enumerate(whole.candidates):
                 if not self._in_service(candidate.runtime, detector):
-                    break
-            else:
-                return whole
+                    asked = {c.runtime.id: True for c in whole.candidates[:index]}
+                    asked[candidate.runtime.id] = False
+                    return self._replan(resolved, targets, detector, asked)
+            return whole
         else:
             resolved = await resolve(spec, context, self.groups, self.runtimes)
             targets = expand(resolved.group, self.groups, self.runtimes, self.rng)
@@ -153,11 +156,24 @@ class RouterCore:
             lambda rt: self._in_service(rt, detector),
         )
 
+    def _replan(
+        self,
+        resolved: ResolvedSpec,
+        targets: list[Target],
+        detector: OutlierDetector,
+        asked: dict[str, bool],
+    ) -> Plan:
+        def in_service(rt: EndpointRuntime) -> bool:
+            known = asked.get(rt.id)
+            return known if known is not None else self._in_service(rt, detector)
+
+        return make_plan(resolved.name, resolved.group, targets, self.runtimes, in_service)
+
     def _in_service(self, rt: EndpointRuntime, detector: OutlierDetector) -> bool:
         return (
             not rt.isolated
             and rt.breaker.available()
-            and not detector.is_ejected(rt.id)
+            and detector.admits(rt.id)
             and self.health.is_healthy(rt.id)
             and not rt.full
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 
 from bastion.models.base import ChatModel, Endpoint
@@ -30,6 +31,81 @@ class Ewma:
         self.var = (1 - self.alpha) * (self.var + diff * incr)
 
 
+@dataclass(frozen=True, slots=True)
+class AdaptiveFirstToken:
+    """How long a stream may wait for its first token where the endpoint sets no
+    `timeouts.first_token` of its own:
+
+        clamp(quantile(recent TTFTs, q) × factor, floor, ceiling)
+
+    over the last `window` times to first token, and `initial` until `min_samples` are
+    in. A fast model then leaves a silent upstream within seconds, and a reasoning model
+    is given the minutes it needs. A first-token timeout counts as a sample of its
+    limit, so an endpoint that is slower than its limit raises it by `factor` each time
+    instead of timing out forever.
+    """
+
+    quantile: float = 0.95
+    factor: float = 3.0
+    floor: float = 1.0
+    ceiling: float = 120.0
+    initial: float = 30.0
+    min_samples: int = 10
+    window: int = 100
+
+    def __post_init__(self) -> None:
+        checks = (
+            ("quantile", 0 < self.quantile <= 1, "in (0, 1]"),
+            ("factor", self.factor >= 1, "at least 1"),
+            ("floor", self.floor > 0, "positive"),
+            ("ceiling", self.ceiling >= self.floor, "at least floor"),
+            ("initial", self.initial > 0, "positive"),
+            ("min_samples", self.min_samples >= 1, "at least 1"),
+            ("window", self.window >= self.min_samples, "at least min_samples"),
+        )
+        for name, ok, wanted in checks:
+            if not ok:
+                raise ValueError(f"first_token {name} must be {wanted}, got {getattr(self, name)}")
+
+
+class FirstTokenLimit:
+    """The learned first-token limit of one endpoint (see `AdaptiveFirstToken`).
+
+    Recomputed every few samples rather than on every read: sorting the window is
+    cheap, but the limit is read on every stream."""
+
+    __slots__ = ("_config", "_limit", "_samples", "_stale")
+
+    # Samples between recomputations of the quantile.
+    _EVERY = 8
+
+    def __init__(self, config: AdaptiveFirstToken) -> None:
+        self._config = config
+        self._samples: deque[float] = deque(maxlen=config.window)
+        self._limit = config.initial
+        self._stale = 0
+
+    @property
+    def value(self) -> float:
+        return self._limit
+
+    def add(self, seconds: float) -> None:
+        self._samples.append(seconds)
+        self._stale += 1
+        count = len(self._samples)
+        if count < self._config.min_samples:
+            return
+        if self._stale >= self._EVERY or count == self._config.min_samples:
+            self._stale = 0
+            self._limit = self._compute()
+
+    def _compute(self) -> float:
+        cfg = self._config
+        ordered = sorted(self._samples)
+        index = min(len(ordered) - 1, int(cfg.quantile * len(ordered)))
+        return min(max(ordered[index] * cfg.factor, cfg.floor), cfg.ceiling)
+
+
 @dataclass(slots=True)
 class EndpointRuntime:
     endpoint: Endpoint
@@ -44,6 +120,9 @@ class EndpointRuntime:
     prefill_ok: bool | None = None
     served: int = 0
     failed: int = 0
+    first_token: FirstTokenLimit = field(
+        default_factory=lambda: FirstTokenLimit(AdaptiveFirstToken())
+    )
 
     @property
     def id(self) -> str:
@@ -53,6 +132,11 @@ class EndpointRuntime:
     def full(self) -> bool:
         limit = self.endpoint.max_concurrency
         return limit is not None and self.in_flight >= limit
+
+    def first_token_limit(self) -> float:
+        """The endpoint's own `timeouts.first_token`, else the learned one."""
+        own = self.endpoint.timeouts.first_token
+        return own if own is not None else self.first_token.value
 
     def accepts_prefill(self) -> bool:
         """Whether a broken stream is continued here by prefill (else by instruction).

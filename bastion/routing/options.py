@@ -9,6 +9,7 @@ from bastion.resilience.breaker import BreakerConfig
 from bastion.resilience.errors import Rule
 from bastion.resilience.outlier import OutlierConfig
 from bastion.resilience.retry import RetryPolicy
+from bastion.routing.endpoints import AdaptiveFirstToken
 from bastion.routing.groups import RetryOverrides
 
 
@@ -42,3 +43,9 @@ class RouterOptions:
     rules: tuple[Rule, ...] = ()
     endpoints: Mapping[str, EndpointPolicy] = field(default_factory=dict)
     health_checks: bool = True
+    # A retryable failure (a 500, a 503, a 429) fails over at once while another target
+    # is in service, instead of sleeping through a backoff on the same target; with no
+    # other target, it is retried there. A fallback entry's own `retries` still holds.
+    failover_first: bool = True
+    # The first-token limit of endpoints that set none of their own.
+    first_token: AdaptiveFirstToken = field(default_factory=AdaptiveFirstToken)

@@ -29,13 +29,13 @@ from bastion.models.http import Transport
 from bastion.observability.events import DegradedAnswer, EndpointIsolated, EventBus, EventHook
 from bastion.resilience.clock import Clock, SystemClock
 from bastion.resilience.errors import ErrorKind
-from bastion.resilience.retry import Action
 from bastion.routing.attempts import RequestRun
 from bastion.routing.core import RouterCore
 from bastion.routing.endpoints import EndpointRuntime
+from bastion.routing.engine import AttemptLoop
 from bastion.routing.groups import ModelGroup
-from bastion.routing.hedging import hedged_call
 from bastion.routing.options import RouterOptions
+from bastion.routing.plan import Candidate
 from bastion.routing.spec import ModelSpec
 from bastion.routing.status import EndpointStatus, endpoint_status
 from bastion.routing.streaming import RouterStream
@@ -46,7 +46,12 @@ _NO_CONTEXT = RuntimeContext()
 
 
 class Router:
-    """Routes chat requests over endpoints with failover. See the module docstring."""
+    """Routes chat requests over endpoints with failover. See the module docstring.
+
+    A Router is itself a `ChatModel` (its `default_model` is the spec it answers for),
+    so it goes wherever one model does: an `Agent`, another Router's endpoint (a model
+    made of models). `Router.single(model)` wraps one model the other way round.
+    """
 
     def __init__(
         self,
@@ -107,6 +112,25 @@ class Router:
             **kwargs,
         )
 
+    @classmethod
+    def single(cls, model: ChatModel, *, endpoint: str | None = None, **kwargs: Any) -> Router:
+        """A router over one model (named `endpoint`, by default the model's name):
+        its retries, breaker, timeouts and events, with nothing to fail over to.
+        The model stays the caller's to close."""
+        name = endpoint or model.model_name
+        kwargs.setdefault("options", RouterOptions(health_checks=False))
+        return cls(
+            [(Endpoint(id=name, provider="custom", model=model.model_name), model)],
+            default_model=name,
+            **kwargs,
+        )
+
+    @property
+    def model_name(self) -> str:
+        """The name of what the router answers for by default (`ChatModel`)."""
+        spec = self.default_model
+        return spec if isinstance(spec, str) else "router"
+
     def _hand_over(self, endpoint: Endpoint) -> ChatModel | None:
         """Give an unchanged endpoint's model (and its open connections) to the router
         that replaces this one; it is then that router's to close."""
@@ -151,61 +175,35 @@ class Router:
         """A complete answer, from the first target that gives one."""
         context = context if context is not None else _NO_CONTEXT
         run = await self._begin(model, context, deadline, stream=False)
+
+        async def call(candidate: Candidate) -> ChatResponse:
+            rt = candidate.runtime
+            limit = min(rt.endpoint.timeouts.total, run.remaining())
+            return await within(rt.model.complete(request), limit, phase="total", endpoint=rt.id)
+
+        loop = AttemptLoop(run)
+        async for attempt in loop:
+            async with attempt:
+                response = await attempt.call(call)
+                attempt.succeed(usage=response.usage, response_model=response.model)
+                run.finish(attempt.candidate.runtime.id, True)
+                # Built directly: dataclasses.replace costs twice as much on this path.
+                return ChatResponse(
+                    response.message,
+                    response.finish_reason,
+                    response.usage,
+                    response.model,
+                    attempt.candidate.runtime.id,
+                    tuple(run.attempts),
+                    response.degraded,
+                    response.raw,
+                )
+        if loop.returned:
+            run.finish(None, False)
+            raise run.error()
         try:
-            pending = list(run.plan.candidates)
-            while pending:
-                candidate = pending.pop(0)
-                rt = candidate.runtime
-                if not run.eligible(candidate):
-                    continue
-                retries = 0
-                while run.remaining() > 0 and run.admit(rt, retry=retries > 0):
-                    started = self._core.clock.now()
-                    hedge = run.plan.group.hedge if retries == 0 else None
-                    if hedge is not None:
-                        won = await hedged_call(run, candidate, pending, request, hedge)
-                        if won is None:
-                            break
-                        candidate, response, started = won
-                        rt = candidate.runtime
-                    else:
-                        try:
-                            response = await within(
-                                rt.model.complete(request),
-                                min(rt.endpoint.timeouts.total, run.remaining()),
-                                phase="total",
-                                endpoint=rt.id,
-                            )
-                        except asyncio.CancelledError:
-                            run.release(rt)
-                            raise
-                        except Exception as exc:
-                            outcome = run.failed(candidate, exc, started, retries=retries)
-                            action = outcome.decision.action
-                            if action is Action.RETRY:
-                                await self._core.clock.sleep(outcome.decision.delay)
-                                retries += 1
-                                continue
-                            if action is Action.RETURN:
-                                run.finish(None, False)
-                                raise run.error() from None
-                            break
-                    run.succeeded(rt, started, usage=response.usage, response_model=response.model)
-                    run.finish(rt.id, True)
-                    # Built directly: dataclasses.replace costs twice as much on this path.
-                    return ChatResponse(
-                        response.message,
-                        response.finish_reason,
-                        response.usage,
-                        response.model,
-                        rt.id,
-                        tuple(run.attempts),
-                        response.degraded,
-                        response.raw,
-                    )
             return await self._exhausted(run, request, context)
         except asyncio.CancelledError:
-            # The caller left (a client that disconnected): the request still ends on record.
             run.finish(None, False, cancelled=True)
             raise
 

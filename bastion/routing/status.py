@@ -16,6 +16,8 @@ class EndpointStatus:
     provider: str
     breaker: BreakerState
     reopens_in: float
+    # Half-open probes admitted and not yet answered.
+    breaker_probes: int
     ejected: bool
     healthy: bool
     isolated: bool
@@ -43,6 +45,7 @@ def endpoint_status(core: RouterCore, rt: EndpointRuntime) -> EndpointStatus:
         provider=rt.endpoint.provider,
         breaker=rt.breaker.state,
         reopens_in=rt.breaker.reopens_in(),
+        breaker_probes=rt.breaker.snapshot().probes_in_flight,
         ejected=ejected,
         healthy=core.health.is_healthy(rt.id),
         isolated=rt.isolated,

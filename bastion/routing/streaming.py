@@ -16,11 +16,11 @@ from dataclasses import dataclass
 
 from bastion.observability.events import StreamSeam
 from bastion.resilience.errors import ErrorKind, StreamBroken
-from bastion.resilience.retry import Action
 from bastion.routing.attempts import RequestRun
 from bastion.routing.continuation import ContinuationAligner, Mode, continuation_request
 from bastion.routing.endpoints import EndpointRuntime
-from bastion.routing.hedging import open_hedged_stream
+from bastion.routing.engine import AttemptLoop
+from bastion.routing.plan import Candidate
 from bastion.routing.timing import TimedStream
 from bastion.types import (
     AttemptRecord,
@@ -46,10 +46,43 @@ class _Segment:
     """What one attempt has produced so far."""
 
     mode: Mode | None
-    trimmer: ContinuationAligner | None
+    aligner: ContinuationAligner | None
     tools: list[ToolCallDelta]
     ttft: float | None = None
     started: float = 0.0
+    sent_before: int = 0  # characters the client had when this attempt began
+
+
+@dataclass(frozen=True, slots=True)
+class UsageReport:
+    """A stream's consumption across all its attempts.
+
+    The final `usage` a stream reports is the serving attempt's own count: after a
+    seam its prompt includes the partial answer it continued, and its completion only
+    the continuation. `usage_total` adds every attempt that reported usage; attempts
+    that broke mid-answer report none (providers count at the end), so the text they
+    streamed is estimated at four characters a token in
+    `estimated_unreported_completion_tokens`.
+    """
+
+    attempts: int
+    seams: int
+    usage_total: Usage
+    estimated_unreported_completion_tokens: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Opened:
+    """A stream that gave its first event; `mode` says how it continues `sent`."""
+
+    stream: TimedStream[StreamEvent]
+    first: StreamEvent | None
+    mode: Mode | None
+
+
+async def _close_opened(opened: object) -> None:
+    if isinstance(opened, _Opened):
+        await opened.stream.aclose()
 
 
 class RouterStream:
@@ -84,6 +117,18 @@ class RouterStream:
         # failed attempts and backoff, what came after is the upstream's own time.
         self.serving_since: float | None = None
         self._attempts: list[AttemptRecord] | None = None
+        # What every attempt that reported usage consumed, the served one included;
+        # attempts that broke mid-answer report none (providers count at the end), so
+        # the characters they streamed are kept to estimate them.
+        self.usage_total = Usage()
+        self.unreported_chars = 0
+
+    def usage_report(self) -> UsageReport:
+        """What the whole request consumed, once the stream has ended (see
+        `UsageReport`)."""
+        return UsageReport(
+            len(self.attempts), self.seams, self.usage_total, -(-self.unreported_chars // 4)
+        )
 
     def attempts_so_far(self) -> tuple[AttemptRecord, ...]:
         """The attempts made until now (all of them, once the stream has ended)."""
@@ -144,59 +189,62 @@ class RouterStream:
         self._attempts = run.attempts
         clock = run.core.clock
         sent = ""
-        usage = Usage()
         original: tuple[Exception, ErrorKind] | None = None
-        pending = list(run.plan.candidates)
-        returned = False
-        while pending and not returned:
-            candidate = pending.pop(0)
-            if not run.eligible(candidate):
-                continue
-            retries = 0
-            while run.remaining() > 0 and run.admit(candidate.runtime, retry=retries > 0):
-                rt = candidate.runtime
-                mode: Mode | None = None
-                request = self._request
-                if sent:
-                    mode = "prefill" if rt.accepts_prefill() else "instruct"
-                    request = continuation_request(request, sent, mode)
-                segment = _Segment(mode, ContinuationAligner(sent) if mode else None, [])
-                started = clock.now()
-                hedge = run.plan.group.hedge if not sent and retries == 0 else None
-                first: StreamEvent | None = None
-                if hedge is not None:
-                    opened = await open_hedged_stream(run, candidate, pending, request, hedge)
-                    if opened is None:
-                        break
-                    candidate, stream, first, started = opened
-                    rt = candidate.runtime
-                else:
-                    stream = TimedStream(
-                        rt.model.stream(request),
-                        rt.endpoint.timeouts,
-                        remaining=run.remaining(),
-                        endpoint=rt.id,
-                    )
-                event: StreamEvent | None = None
+        request = self._request
+
+        async def open_stream(candidate: Candidate) -> _Opened:
+            rt = candidate.runtime
+            mode: Mode | None = None
+            asked = request
+            if sent:
+                mode = "prefill" if rt.accepts_prefill() else "instruct"
+                asked = continuation_request(request, sent, mode)
+            stream = TimedStream(
+                rt.model.stream(asked),
+                rt.endpoint.timeouts,
+                remaining=run.remaining(),
+                endpoint=rt.id,
+                first_token=rt.first_token_limit(),
+            )
+            try:
+                return _Opened(stream, await stream.next(), mode)
+            except BaseException:
+                await stream.aclose()
+                raise
+
+        loop = AttemptLoop(run, discard=_close_opened)
+        async for attempt in loop:
+            async with attempt:
+                loop.hedging = not sent
+                opened = await attempt.call(open_stream, hedge_on="ttft")
+                rt = attempt.candidate.runtime
+                segment = _Segment(
+                    opened.mode,
+                    ContinuationAligner(sent) if opened.mode is not None else None,
+                    [],
+                    clock.now() - attempt.started,
+                    attempt.started,
+                    len(sent),
+                )
+                stream, event = opened.stream, opened.first
                 try:
-                    event = first if first is not None else await stream.next()
-                    segment.started = started
-                    segment.ttft = clock.now() - started
                     while event is not None:
                         if isinstance(event, TextDelta):
-                            trimmer = segment.trimmer
-                            if trimmer is None and segment.mode is None and self.endpoint == rt.id:
-                                # The common case, per token: nothing to trim or commit.
+                            aligner = segment.aligner
+                            if aligner is None and self.endpoint == rt.id:
+                                # The common case, per token: nothing to align or commit.
                                 sent += event.text
                                 yield event
                             else:
-                                text = trimmer.feed(event.text) if trimmer else event.text
+                                text = aligner.feed(event.text) if aligner else event.text
                                 if text:
                                     self._commit(run, rt, segment, len(sent))
                                     sent += text
                                     yield TextDelta(text)
                         elif isinstance(event, ToolCallDelta):
                             segment.tools.append(event)
+                        elif isinstance(event, StreamError):  # a Router used as a model
+                            raise StreamBroken(ErrorKind(event.kind), event.message, endpoint=rt.id)
                         else:
                             break
                         event = await stream.next()
@@ -204,53 +252,30 @@ class RouterStream:
                         raise StreamBroken(
                             ErrorKind.PROTOCOL, "stream ended without a finish", endpoint=rt.id
                         )
-                except BaseException as exc:
+                    rest = segment.aligner.flush() if segment.aligner else ""
+                finally:
+                    # Closed now rather than left to the event loop's finaliser, which
+                    # would cost a task and a loop turn per stream.
                     await stream.aclose()
-                    if not isinstance(exc, Exception):  # cancelled, or the consumer left
-                        run.release(rt)
-                        run.finish(None, False, cancelled=True)
-                        raise
-                    held = segment.trimmer.flush() if segment.trimmer else ""
-                    if held:
-                        self._commit(run, rt, segment, len(sent))
-                        sent += held
-                        yield TextDelta(held)
-                    outcome = run.failed(candidate, exc, started, retries=retries)
-                    if sent and original is None:
-                        original = (exc, outcome.classification.kind)
-                    if (
-                        outcome.classification.kind is ErrorKind.PREFILL_REJECTED
-                        and mode == "prefill"
-                    ):
-                        continue  # the same endpoint, now asked without a prefill
-                    action = outcome.decision.action
-                    if action is Action.RETRY:
-                        await clock.sleep(outcome.decision.delay)
-                        retries += 1
-                        continue
-                    if action is Action.RETURN:
-                        if not sent:
-                            run.finish(None, False)
-                            raise run.error() from None
-                        returned = True
-                    break
-                rest = segment.trimmer.flush() if segment.trimmer else ""
                 self._commit(run, rt, segment, len(sent))
                 if rest:
                     sent += rest
                     yield TextDelta(rest)
                 for delta in segment.tools:
                     yield delta
-                # Closed now rather than left to the event loop's finaliser, which would
-                # cost a task and a loop turn per stream.
-                await stream.aclose()
-                run.succeeded(rt, started, ttft=segment.ttft, usage=event.usage)
+                attempt.succeed(ttft=segment.ttft, usage=event.usage)
                 run.finish(rt.id, True)
                 self.attempts = tuple(run.attempts)
-                usage = usage + (event.usage or Usage())
-                yield StreamFinish(event.finish_reason, usage)
+                self.usage_total = self.usage_total + (event.usage or Usage())
+                self.unreported_chars = segment.sent_before
+                yield StreamFinish(event.finish_reason, event.usage or Usage())
                 return
-        async for tail in self._give_up(run, sent, original, usage):
+            if sent and original is None and attempt.outcome is not None:
+                original = (run.errors[-1], attempt.outcome.classification.kind)
+        if loop.returned and not sent:
+            run.finish(None, False)
+            raise run.error()
+        async for tail in self._give_up(run, sent, original):
             yield tail
 
     def _commit(self, run: RequestRun, rt: EndpointRuntime, segment: _Segment, sent: int) -> None:
@@ -263,7 +288,7 @@ class RouterStream:
         self.model = rt.endpoint.model
         if previous is not None and segment.mode is not None:
             self.seams += 1
-            trimmed = segment.trimmer.trimmed if segment.trimmer else 0
+            trimmed = segment.aligner.trimmed if segment.aligner else 0
             run.core.bus.emit(
                 StreamSeam(run.request_id, previous, rt.id, sent, segment.mode, trimmed)
             )
@@ -274,7 +299,6 @@ class RouterStream:
         run: RequestRun,
         sent: str,
         original: tuple[Exception, ErrorKind] | None,
-        usage: Usage,
     ) -> AsyncIterator[RouterStreamEvent]:
         self.attempts = tuple(run.attempts)
         if not sent:
@@ -298,4 +322,5 @@ class RouterStream:
             f"could continue it ({len(run.attempts)} attempts)"
         )
         yield StreamError(kind.value, message, self.attempts)
-        yield StreamFinish("error", usage)
+        self.unreported_chars = len(sent)
+        yield StreamFinish("error", self.usage_total)

@@ -26,9 +26,10 @@ async def within(awaitable: Awaitable[T], limit: float, *, phase: str, endpoint:
 class TimedStream(Generic[T]):
     """Reads a provider stream under its attempt's bounds.
 
-    The first event must come within `first_token` of the call (that covers connect and
-    headers too: a silent upstream is left then); every later one within `idle` of the
-    previous; all of it within `total`, itself cut short by the request's deadline.
+    The first event must come within `first_token` of the call (the endpoint's own
+    value, or the one its runtime learned; it covers connect and headers too: a silent
+    upstream is left then); every later one within `idle` of the previous; all of it
+    within `total`, itself cut short by the request's deadline.
 
     One watchdog timer serves the whole stream instead of a timeout per chunk: each read
     only moves the deadline, and the timer, when it fires early, re-arms itself for the
@@ -53,12 +54,18 @@ class TimedStream(Generic[T]):
     )
 
     def __init__(
-        self, it: AsyncIterator[T], timeouts: Timeouts, *, remaining: float, endpoint: str
+        self,
+        it: AsyncIterator[T],
+        timeouts: Timeouts,
+        *,
+        remaining: float,
+        endpoint: str,
+        first_token: float,
     ) -> None:
         self._it = it
         self._loop = asyncio.get_running_loop()
         self._end = self._loop.time() + min(timeouts.total, remaining)
-        self._first_token = timeouts.first_token
+        self._first_token = first_token
         self._idle = timeouts.idle
         self._endpoint = endpoint
         self._seen = False

@@ -132,6 +132,7 @@ async def _stream(
     metrics = gateway.metrics
     metrics.observe_first_token(parsed.model, now - started)
     writer = ChunkWriter(request_id, stream.model or "")
+    seams = stream.seams
     finish_reason = "error"
     usage = 0
     last = now
@@ -141,6 +142,9 @@ async def _stream(
         event = first
         while True:
             if isinstance(event, TextDelta | ToolCallDelta):
+                if stream.seams != seams:  # another model carries on from here
+                    seams = stream.seams
+                    writer.rename(stream.model or "")
                 tick = time.monotonic()
                 if event is not first:
                     metrics.observe_inter_token(stream.endpoint or "", tick - last)
@@ -160,7 +164,8 @@ async def _stream(
                 finish_reason = event.finish_reason
                 usage = event.usage.total_tokens if event.usage else 0
                 if finish_reason != "error":
-                    pending.add(writer.finish(event, parsed.include_usage))
+                    report = stream.usage_report() if len(stream.attempts) > 1 else None
+                    pending.add(writer.finish(event, parsed.include_usage, report))
                 else:
                     pending.add(b"data: [DONE]\n\n")
                 await pending.flush()

@@ -19,6 +19,7 @@ from typing import Any, cast
 
 import orjson
 
+from bastion.routing.streaming import UsageReport
 from bastion.server.errors import ApiError, invalid
 from bastion.types import (
     ChatRequest,
@@ -212,6 +213,16 @@ def usage_json(usage: Usage) -> dict[str, Any]:
     return out
 
 
+def usage_report_json(report: UsageReport) -> dict[str, Any]:
+    """The `bastion` extension of a usage chunk (see `UsageReport`)."""
+    return {
+        "attempts": report.attempts,
+        "seams": report.seams,
+        "usage_total": usage_json(report.usage_total),
+        "estimated_unreported_completion_tokens": report.estimated_unreported_completion_tokens,
+    }
+
+
 def tool_call_json(call: ToolCall) -> dict[str, Any]:
     return {
         "id": call.id,
@@ -259,19 +270,26 @@ def _openai_answer(raw: Mapping[str, Any]) -> bool:
 class ChunkWriter:
     """Server-sent `chat.completion.chunk` events for one stream."""
 
-    __slots__ = ("_head", "_model", "_started")
+    __slots__ = ("_created", "_head", "_id", "_started")
 
     def __init__(self, request_id: str, model: str) -> None:
-        self._model = model
+        self._id = f"chatcmpl-{request_id}"
+        self._created = int(time.time())
+        self._head = b""
+        self.rename(model)
+        self._started = False
+
+    def rename(self, model: str) -> None:
+        """Name `model` in the chunks from now on: after a mid-stream switch, each
+        chunk names the model that produced it."""
         prefix = {
-            "id": f"chatcmpl-{request_id}",
+            "id": self._id,
             "object": "chat.completion.chunk",
-            "created": int(time.time()),
+            "created": self._created,
             "model": model,
         }
         # '{"id":...,"model":"m"' — completed per chunk with ',"choices":[...]}'.
         self._head = b"data: " + orjson.dumps(prefix)[:-1]
-        self._started = False
 
     def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> bytes:
         choice = {"index": 0, "delta": delta, "finish_reason": finish}
@@ -294,11 +312,19 @@ class ChunkWriter:
         self._started = True
         return self._chunk({**role, "tool_calls": [call]})
 
-    def finish(self, finish: StreamFinish, include_usage: bool) -> bytes:
+    def finish(
+        self, finish: StreamFinish, include_usage: bool, report: UsageReport | None = None
+    ) -> bytes:
+        """The finish chunk, and with `include_usage` the usage chunk. With a `report`
+        (a request that took more than one attempt) the usage chunk also carries
+        `bastion`: the attempts, the seams and what every attempt consumed."""
         out = self._chunk({}, finish.finish_reason)
         if include_usage:
             usage = usage_json(finish.usage or Usage())
-            out += self._head + b',"choices":[],"usage":' + orjson.dumps(usage) + b"}\n\n"
+            out += self._head + b',"choices":[],"usage":' + orjson.dumps(usage)
+            if report is not None:
+                out += b',"bastion":' + orjson.dumps(usage_report_json(report))
+            out += b"}\n\n"
         return out + b"data: [DONE]\n\n"
 
     @staticmethod

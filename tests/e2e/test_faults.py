@@ -43,7 +43,7 @@ async def test_429_with_retry_after_is_honoured_then_served_by_the_same_endpoint
     fleet, make_router
 ):
     fleet["primary"].script(Fault.status(429, retry_after=1))
-    answer = await make_router().complete(QUESTION)
+    answer = await make_router(failover_first=False).complete(QUESTION)
     assert answer.endpoint == "primary"
     first, second = fleet["primary"].attempts
     assert second.started_at - first.ended_at >= 0.95
@@ -52,14 +52,14 @@ async def test_429_with_retry_after_is_honoured_then_served_by_the_same_endpoint
 
 async def test_429_with_retry_after_ms_is_honoured(fleet, make_router):
     fleet["primary"].script(Fault.status(429, retry_after_ms=250))
-    answer = await make_router().complete(QUESTION)
+    answer = await make_router(failover_first=False).complete(QUESTION)
     first, second = fleet["primary"].attempts
     assert answer.endpoint == "primary" and second.started_at - first.ended_at >= 0.24
 
 
 async def test_429_with_retry_after_as_http_date_is_honoured(fleet, make_router):
     fleet["primary"].script(Fault.status(429, retry_after=2, retry_after_date=True))
-    answer = await make_router().complete(QUESTION)
+    answer = await make_router(failover_first=False).complete(QUESTION)
     first, second = fleet["primary"].attempts
     # An HTTP-date has one-second resolution: at least one second is left to wait.
     assert answer.endpoint == "primary" and second.started_at - first.ended_at >= 0.9
@@ -75,7 +75,12 @@ async def test_429_with_a_long_retry_after_fails_over_at_once(fleet, make_router
 
 async def test_429_storm_opens_the_breaker_instead_of_hammering(fleet, make_router):
     fleet["primary"].set_default(Fault.status(429))
-    router = make_router(retry={"rate_limited": {"base": "10ms", "max": "20ms"}})
+    # Opened for long enough that a slow machine cannot see it half-open mid-test.
+    router = make_router(
+        retry={"rate_limited": {"base": "10ms", "max": "20ms"}},
+        breaker={"open_for": "60s", "open_for_max": "60s"},
+        outlier={"probe_after": 0},
+    )
     first_wave = await asyncio.gather(*(router.complete(QUESTION) for _ in range(20)))
     assert {a.endpoint for a in first_wave} == {"secondary"}
     # 20 first attempts, plus at most the retry budget (max(3, 20 % of 20)).
@@ -97,10 +102,28 @@ async def test_429_storm_opens_the_breaker_instead_of_hammering(fleet, make_rout
 )
 async def test_5xx_is_retried_per_its_kind_then_fails_over(fleet, make_router, code, kind, tries):
     fleet["primary"].set_default(Fault.status(code))
-    answer = await make_router().complete(QUESTION)
+    answer = await make_router(failover_first=False).complete(QUESTION)
     assert answer.endpoint == "secondary" and answer.text == DEFAULT_TEXT
     assert calls(fleet, "primary") == tries
     assert [a.kind for a in answer.attempts] == [kind] * tries + [None]
+
+
+@pytest.mark.parametrize("code", [500, 503, 429])
+async def test_a_retryable_error_fails_over_at_once_by_default_while_a_fallback_serves(
+    fleet, make_router, code
+):
+    fleet["primary"].set_default(Fault.status(code))
+    answer = await make_router().complete(QUESTION)
+    assert answer.endpoint == "secondary" and answer.text == DEFAULT_TEXT
+    assert calls(fleet, "primary") == 1
+    assert [a.retry_in for a in answer.attempts] == [0.0, 0.0]
+
+
+async def test_a_retryable_error_is_retried_where_no_other_target_serves(fleet, make_router):
+    fleet["primary"].script(Fault.status(500))
+    answer = await make_router(["primary"]).complete(QUESTION)
+    assert answer.endpoint == "primary"
+    assert [a.kind for a in answer.attempts] == ["server_error", None]
 
 
 async def test_connection_reset_before_headers_fails_over_at_once(fleet, make_router):
@@ -179,6 +202,7 @@ async def test_content_filter_fails_over_when_the_group_opts_in(fleet, make_rout
 async def test_user_rule_from_yaml_reclassifies_an_upstream_answer(fleet, make_router):
     fleet["primary"].script(Fault.status(400, body={"error": {"message": "quota window full"}}))
     router = make_router(
+        failover_first=False,
         group={"classify": [{"status": 400, "body": "quota", "kind": "rate_limited"}]},
         retry={"rate_limited": {"base": "10ms", "max": "10ms"}},
     )

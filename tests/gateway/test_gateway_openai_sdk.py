@@ -142,6 +142,32 @@ async def test_async_stream_cut_mid_answer_still_gives_the_whole_text(
     assert fleet.outcomes("primary") == ["cut"]
 
 
+def test_after_a_mid_stream_switch_chunks_name_the_model_producing_them(
+    client: openai.OpenAI, fleet: FleetProcess
+) -> None:
+    fleet.script("primary", {"kind": "cut", "after_chars": 20})
+    chunks = list(
+        client.chat.completions.create(
+            model="chat",
+            messages=QUESTION,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
+    assert streamed_text(chunks) == DEFAULT_TEXT
+    texts = [c for c in chunks if c.choices and c.choices[0].delta.content]
+    before = "".join(c.choices[0].delta.content or "" for c in texts if c.model == "model-primary")
+    assert before and DEFAULT_TEXT.startswith(before)
+    assert texts[-1].model == "model-secondary"
+    # The usage chunk: the serving attempt's own count, and what the request consumed.
+    final = chunks[-1]
+    assert final.usage is not None and final.usage.completion_tokens > 0
+    extension = (final.model_extra or {})["bastion"]
+    assert (extension["attempts"], extension["seams"]) == (2, 1)
+    assert extension["usage_total"]["total_tokens"] == final.usage.total_tokens
+    assert extension["estimated_unreported_completion_tokens"] == -(-len(before) // 4)
+
+
 # --- errors are the SDK's typed exceptions ---------------------------------------------------
 
 

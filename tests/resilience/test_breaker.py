@@ -179,7 +179,7 @@ def test_release_counts_nothing() -> None:
 
 
 def test_results_arriving_while_open_change_nothing() -> None:
-    breaker, clock, _ = make(consecutive_failures=1)
+    breaker, clock, _ = make(consecutive_failures=1, open_for=10.0)
     fail(breaker, 1)
     clock.advance(5.0)
     breaker.record_failure()
@@ -224,7 +224,7 @@ def test_snapshot_reports_the_counts() -> None:
         5,
         3,
     )
-    assert (snapshot.times_opened, snapshot.open_for, snapshot.reopens_in) == (0, 10.0, 0.0)
+    assert (snapshot.times_opened, snapshot.open_for, snapshot.reopens_in) == (0, 5.0, 0.0)
 
 
 @pytest.mark.parametrize(
@@ -243,3 +243,10 @@ def test_snapshot_reports_the_counts() -> None:
 def test_config_validation_names_the_field(field: str, value: float) -> None:
     with pytest.raises(ValueError, match=field):
         BreakerConfig(**{field: value})  # type: ignore[arg-type]
+
+
+def test_a_long_open_for_raises_the_default_cap_with_it() -> None:
+    assert BreakerConfig(open_for=60.0).longest_open == 60.0
+    assert BreakerConfig().longest_open == 30.0
+    with pytest.raises(ValueError, match="open_for_max must be at least open_for"):
+        BreakerConfig(open_for=60.0, open_for_max=30.0)

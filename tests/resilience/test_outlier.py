@@ -155,3 +155,45 @@ def test_a_failing_hook_does_not_stop_the_ejection(caplog: pytest.LogCaptureFixt
 def test_config_validation_names_the_field(field: str, value: float) -> None:
     with pytest.raises(ValueError, match=field):
         OutlierConfig(**{field: value})  # type: ignore[arg-type]
+
+
+def test_an_ejected_member_admits_one_probe_when_it_is_due() -> None:
+    detector, clock, _ = make(consecutive_errors=1, probe_after=2.0)
+    errors(detector, "a", 1)
+    assert not detector.admits("a")
+    clock.advance(2.0)
+    assert detector.admits("a")  # this call is the probe
+    assert not detector.admits("a")  # one probe at a time
+    assert detector.is_ejected("a")
+
+
+def test_a_successful_probe_brings_the_member_back_at_once() -> None:
+    detector, clock, events = make(consecutive_errors=1, probe_after=2.0)
+    errors(detector, "a", 1)
+    clock.advance(2.0)
+    assert detector.admits("a")
+    detector.record("a", ok=True)
+    assert not detector.is_ejected("a")
+    assert events[-1] == Restored("chat", "a", 2.0)
+
+
+def test_failed_probes_come_further_apart() -> None:
+    detector, clock, _ = make(consecutive_errors=1, probe_after=2.0, base_ejection=100.0)
+    errors(detector, "a", 1)
+    probes = []
+    for _ in range(300):
+        clock.advance(0.25)
+        if detector.admits("a"):
+            probes.append(clock.now())
+            detector.record("a", ok=False)
+    assert probes[:4] == [2.0, 6.0, 14.0, 30.0]  # gaps of 2, 4, 8, 16 s
+    assert detector.is_ejected("a")
+
+
+def test_probing_can_be_turned_off() -> None:
+    detector, clock, _ = make(consecutive_errors=1, probe_after=0.0)
+    errors(detector, "a", 1)
+    clock.advance(29.0)
+    assert not detector.admits("a")
+    clock.advance(1.0)
+    assert detector.admits("a")

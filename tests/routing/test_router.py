@@ -43,11 +43,35 @@ async def test_success_names_the_endpoint_and_model_that_served():
     assert [a.ok for a in answer.attempts] == [True]
 
 
-async def test_server_error_is_retried_with_backoff_then_succeeds_on_the_same_endpoint():
+async def test_server_error_fails_over_at_once_while_a_fallback_is_in_service():
+    clock = FakeClock()
+    primary = ScriptedModel([Fail("server_error", status=500)] * 2 + ["ok"])
+    router = build({"primary": primary, "backup": ScriptedModel(default="backup")}, clock=clock)
+    answer = await router.complete(chat("x"))
+    assert answer.endpoint == "backup"
+    assert [a.kind for a in answer.attempts] == ["server_error", None]
+    assert clock.sleeps == []
+
+
+async def test_server_error_is_retried_with_backoff_when_no_other_target_serves():
+    clock = FakeClock()
+    primary = ScriptedModel([Fail("server_error", status=500)] * 2 + ["ok"])
+    router = build({"primary": primary}, clock=clock)
+    answer = await router.complete(chat("x"))
+    assert answer.endpoint == "primary"
+    assert [a.kind for a in answer.attempts] == ["server_error", "server_error", None]
+    assert len(clock.sleeps) == 2
+
+
+async def test_server_error_is_retried_with_backoff_then_succeeds_with_failover_first_off():
     clock = FakeClock()
     primary = ScriptedModel([Fail("server_error", status=500)] * 2 + ["ok"])
     backup = ScriptedModel(default="backup")
-    router = build({"primary": primary, "backup": backup}, clock=clock)
+    router = build(
+        {"primary": primary, "backup": backup},
+        clock=clock,
+        options=RouterOptions(health_checks=False, failover_first=False),
+    )
     answer = await router.complete(chat("x"))
     assert answer.endpoint == "primary"
     assert [a.kind for a in answer.attempts] == ["server_error", "server_error", None]
@@ -71,7 +95,7 @@ async def test_connection_error_fails_over_at_once_without_waiting():
 async def test_429_with_retry_after_waits_that_long_then_succeeds():
     clock = FakeClock()
     primary = ScriptedModel([Fail("rate_limited", status=429, retry_after=2.0), "ok"])
-    router = build({"primary": primary, "backup": ScriptedModel(default="b")}, clock=clock)
+    router = build({"primary": primary}, clock=clock)
     answer = await router.complete(chat("x"))
     assert answer.endpoint == "primary"
     assert clock.sleeps == [2.0]
@@ -279,7 +303,7 @@ async def test_group_fallbacks_come_after_the_groups_own_targets():
     )
     answer = await router.complete(chat("x"), model="big")
     assert answer.endpoint == "small-a"
-    assert [a.endpoint for a in answer.attempts] == ["big-a", "big-a", "big-b", "small-a"]
+    assert [a.endpoint for a in answer.attempts] == ["big-a", "big-b", "small-a"]
 
 
 async def test_retry_budget_bounds_the_extra_load_of_retries():
@@ -386,3 +410,21 @@ async def test_group_may_bring_a_whole_policy_with_a_callable():
     with pytest.raises(FailoverError) as caught:
         await router.complete(chat("x"))
     assert caught.value.kind is ErrorKind.UNAVAILABLE and len(primary.requests) == 1
+
+
+async def test_an_ejected_primary_is_probed_and_takes_traffic_back_within_seconds():
+    clock = FakeClock()
+    primary = ScriptedModel([Fail("connection")] * 5, default="primary is back")
+    backup = ScriptedModel(default="backup")
+    # The breaker is kept out of it here: this is the outlier detector's probe.
+    options = RouterOptions(health_checks=False, breaker=BreakerConfig(consecutive_failures=50))
+    router = build({"primary": primary, "backup": backup}, clock=clock, options=options)
+    for _ in range(5):
+        assert (await router.complete(chat("x"))).endpoint == "backup"
+    assert not next(s for s in router.status() if s.id == "primary").in_service
+    clock.advance(1.0)
+    assert (await router.complete(chat("x"))).endpoint == "backup"  # no probe due yet
+    clock.advance(1.0)
+    assert (await router.complete(chat("x"))).endpoint == "primary"  # the probe
+    assert (await router.complete(chat("x"))).endpoint == "primary"
+    assert next(s for s in router.status() if s.id == "primary").in_service

@@ -14,6 +14,7 @@ from bastion import (
     Fail,
     Reply,
     Router,
+    RouterOptions,
     ScriptedModel,
     chat,
 )
@@ -33,6 +34,7 @@ async def test_events_tell_the_story_of_a_request():
             "backup": ScriptedModel(["b"]),
         },
         events=events,
+        options=RouterOptions(health_checks=False, failover_first=False),
     )
     await router.complete(chat("x"))
     kinds = [type(e).__name__ for e in events]

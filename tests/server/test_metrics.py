@@ -45,6 +45,7 @@ def status(endpoint: str, breaker: BreakerState, *, in_flight: int = 0) -> Endpo
         provider="openai",
         breaker=breaker,
         reopens_in=0.0,
+        breaker_probes=0,
         ejected=False,
         healthy=True,
         isolated=False,
