@@ -24,6 +24,8 @@ ALIGN_SHARE = 0.75
 TAIL_WORDS = 6
 MAX_REPLACED = 2
 TAIL_SHARE = 2 / 3
+# Sent words aligned at most (see `restart_end`).
+WINDOW = 300
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +64,22 @@ def restart_end(sent: Sequence[str], cont: Sequence[str], *, open_end: bool = Fa
     position. Words inserted or dropped near the end leave it unplaced. With
     `open_end` (the sent text stopped inside its last word) that word also counts as
     found where `cont` has a word beginning with it.
+
+    Only the last `WINDOW` sent words are aligned, against the part of `cont` where
+    they can be (from `WINDOW` / 2 words before where they would start unchanged): what
+    matters is where the sent text ends, and word alignment costs up to the product of
+    the two lengths. The head of a restart is checked apart (`ContinuationAligner`).
     """
+    if len(sent) <= WINDOW:
+        return _place_end(sent, cont, open_end)
+    start = len(sent) - WINDOW
+    low = max(0, start - WINDOW // 2)
+    end = _place_end(sent[start:], cont[low:], open_end)
+    return None if end is None else low + end
+
+
+def _place_end(sent: Sequence[str], cont: Sequence[str], open_end: bool) -> int | None:
+    """`restart_end` over all of `sent`."""
     n = len(sent)
     blocks = [b for b in SequenceMatcher(None, sent, cont, autojunk=False).get_matching_blocks()]
     blocks = [b for b in blocks if b.size]

@@ -395,3 +395,19 @@ def test_text_with_no_words_sent_passes_through():
 )
 def test_the_seam_between_what_was_sent_and_the_continuation(sent, cont, client):
     assert aligned(sent, cont).client == client
+
+
+def test_a_long_restart_with_changes_is_placed_by_its_last_words():
+    answer = " ".join(f"word{i}" + ("." if i % 9 == 8 else "") for i in range(1500))
+    cut = answer.index("word1000 ") + len("word10")
+    sent = answer[:cut]
+    restart = answer.replace("word3 ", "changed ").replace("word500 ", "").replace("word998", "w")
+    fed = aligned(sent, restart, [7])
+    assert fed.client == answer
+
+
+def test_a_long_restart_that_tells_another_ending_is_refused():
+    answer = " ".join(f"word{i}" for i in range(1500))
+    sent = answer[: answer.index("word1000 ")]
+    other = answer[: answer.index("word900 ")] + " ".join(f"other{i}" for i in range(400))
+    assert feed(sent, other, [7]).error is not None

@@ -108,3 +108,14 @@ async def test_a_continuation_that_does_not_fit_anywhere_ends_the_stream_with_an
     error, finish = stream_events[-2], stream_events[-1]
     assert isinstance(error, StreamError) and finish.finish_reason == "error"
     assert "protocol" in [a.kind for a in error.attempts]
+
+
+async def test_a_restart_that_stops_before_the_cut_is_not_taken_for_the_end_of_the_answer():
+    events: list = []
+    # Asked to go on, the fallback says the opening again and stops: the answer is not
+    # complete, so the stream must not end with a clean stop.
+    short = ScriptedModel(default=ANSWER[: CUT - 12])
+    router = build({"primary": broken(), "backup": short}, {"backup": "unsupported"}, events)
+    text, stream_events = await read(router)
+    assert text == ANSWER[:CUT]
+    assert stream_events[-1].finish_reason == "error"
