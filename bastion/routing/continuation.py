@@ -202,8 +202,8 @@ class ContinuationAligner:
         if not self._c and not done:
             return ""
         n, k = len(self._s), len(self._c)
-        # A verbatim repeat (rule 2, or a restart word for word) is the surest sign:
-        # read it to its end before anything else is judged.
+        # A verbatim repeat (rule 1: of the end, or a restart word for word) is the
+        # surest sign: read it to its end before anything else is judged.
         pending = [i for i in self._exact if n - i > k]
         if pending and not done:
             return ""
@@ -285,7 +285,3 @@ def _last_word_start(text: str, low: int) -> int:
         if text[i - 1].isspace() and not text[i].isspace():
             return i
     return -1
-
-
-# The name the stream loop still imports; the aligner serves both modes.
-OverlapTrimmer = ContinuationAligner
