@@ -96,16 +96,25 @@ def _ambiguous(word: str) -> bool:
 VOCAB = [w for w in dict.fromkeys(_WORDS) if not _ambiguous(w)]
 
 
+COMMON = ["the", "of", "and", "to", "in", "is", "it"]
+
+
 @st.composite
-def answers(draw: st.DrawFn, min_words: int = 3) -> tuple[str, list[str]]:
-    """An answer of sentences over distinct words (so no phrase repeats by chance),
-    and the words it left unused (for edits and unrelated answers)."""
+def answers(draw: st.DrawFn, min_words: int = 3, common: bool = False) -> tuple[str, list[str]]:
+    """An answer of sentences over distinct words (so no phrase repeats by chance) —
+    with `common`, common words between them, which do repeat — and the words it left
+    unused (for edits and unrelated answers)."""
     chosen = draw(st.lists(st.sampled_from(VOCAB), min_size=min_words, max_size=45, unique=True))
     sentences, i = [], 0
     while i < len(chosen):
         size = draw(st.integers(2, 9))
         part = chosen[i : i + size]
         i += size
+        if common:
+            part = [
+                f"{draw(st.sampled_from(COMMON))} {word}" if n and draw(st.booleans()) else word
+                for n, word in enumerate(part)
+            ]
         part[0] = part[0].capitalize()
         if len(part) > 3 and draw(st.booleans()):
             part[1] += ","
@@ -137,8 +146,8 @@ def cut_fragment(answer: str, cut: int) -> str:
 
 
 @st.composite
-def cuts(draw: st.DrawFn, min_words: int = 3) -> tuple[str, int, list[str]]:
-    answer, unused = draw(answers(min_words))
+def cuts(draw: st.DrawFn, min_words: int = 3, common: bool = False) -> tuple[str, int, list[str]]:
+    answer, unused = draw(answers(min_words, common))
     cut = draw(st.integers(1, len(answer) - 1))
     return answer, cut, unused
 
@@ -162,18 +171,21 @@ def test_a_clean_continuation_passes_whole_and_is_released_within_a_few_words(ca
     assert len(fed_before.split()) <= HEAD_WORDS + 2
 
 
+def repeating(answer: str, cut: int, k: int) -> str:
+    """A continuation that first repeats the last `k` words sent."""
+    starts = token_starts(answer[:cut])
+    # One cut-off letter repeated alone reads like a new word: ask for a word more.
+    if len(re.sub(r"\W", "", cut_fragment(answer, cut))) < 2 and len(starts) > 1:
+        k = max(k, 2)
+    return answer[starts[-min(k, len(starts))] :]
+
+
 @settings(max_examples=150)
 @given(cuts(), st.integers(1, 6), chunkings)
 def test_repeating_the_last_words_is_trimmed(case, k, sizes):
     answer, cut, _ = case
     sent = answer[:cut]
-    starts = token_starts(sent)
-    fragment = cut_fragment(answer, cut)
-    # One cut-off letter repeated alone reads like a new word: ask for a word more.
-    if len(re.sub(r"\W", "", fragment)) < 2 and len(starts) > 1:
-        k = max(k, 2)
-    k = min(k, len(starts))
-    cont = answer[starts[-k] :]
+    cont = repeating(answer, cut, k)
     fed = aligned(sent, cont, sizes)
     assert fed.client == answer
     assert fed.emitted == cont[fed.trimmed :]
@@ -196,6 +208,24 @@ def test_starting_over_word_for_word_emits_only_what_follows_the_sent_text(case,
     fed = aligned(answer[:cut], answer, sizes)
     assert fed.client == answer
     assert fed.trimmed == cut
+
+
+@settings(max_examples=150)
+@given(
+    cuts(common=True),
+    st.sampled_from(["clean", "repeat", "sentence", "restart"]),
+    st.integers(1, 6),
+    chunkings,
+)
+def test_common_words_that_recur_do_not_mislead_the_alignment(case, kind, k, sizes):
+    answer, cut, _ = case
+    start = {
+        "clean": cut,
+        "repeat": len(answer) - len(repeating(answer, cut, k)),
+        "sentence": sentence_start(answer, cut),
+        "restart": 0,
+    }[kind]
+    assert aligned(answer[:cut], answer[start:], sizes).client == answer
 
 
 @st.composite
