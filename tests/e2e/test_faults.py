@@ -259,6 +259,17 @@ async def test_cut_stream_continues_on_an_openai_endpoint_by_instruction_by_defa
     assert continuation.messages[-2]["content"] == DEFAULT_TEXT[:17]
 
 
+async def test_cut_stream_on_a_prefilled_target_that_starts_over_is_read_once(fleet, make_router):
+    # Told it supports prefill, the upstream ignores it and answers anew, as OpenAI does.
+    fleet["primary"].set_default(Fault.cut(after_chars=17))
+    fleet["secondary"].set_continuation(prefill="ignore")
+    router = make_router(endpoints={"secondary": {"prefill": "supported"}})
+    text, events = await read_stream(router.stream(QUESTION))
+    assert text == DEFAULT_TEXT and events[-1].finish_reason == "stop"
+    (continuation,) = fleet["secondary"].attempts
+    assert continuation.prefill and continuation.text == DEFAULT_TEXT
+
+
 async def test_cut_stream_continues_on_a_target_that_rejects_prefill(fleet, make_router):
     fleet["primary"].set_default(Fault.cut(after_chars=17))
     # An Anthropic endpoint is prefilled by default, until it rejects a prefill.
