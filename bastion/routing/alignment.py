@@ -119,7 +119,8 @@ def seam(tail: str, text: str, start: int, token_end: int, spaced: bool) -> int:
     word or punctuation) the seam is after the word and its punctuation, and after the
     whitespace that follows when the sent text already ended in whitespace (`spaced`).
     """
-    a, b = 0, start
+    # Marks that open either word ("...lazy", "*lazy") are not part of the comparison.
+    a, b = _skip_marks(tail, 0), _skip_marks(text, start)
     while a < len(tail):
         if tail[a].isspace() or (b < len(text) and text[b].isspace()):
             after_a, after_b = _skip_space(tail, a), _skip_space(text, b)
@@ -131,10 +132,16 @@ def seam(tail: str, text: str, start: int, token_end: int, spaced: bool) -> int:
         else:
             if b < len(text) and text[b].isalnum():
                 b = max(b, token_end)
-            while b < len(text) and not text[b].isalnum() and not text[b].isspace():
-                b += 1
+            b = _skip_marks(text, b)
             return _skip_space(text, b) if spaced else b
     return b
+
+
+def _skip_marks(text: str, i: int) -> int:
+    """Past the punctuation (neither letter, digit nor space) from `i` on."""
+    while i < len(text) and not text[i].isalnum() and not text[i].isspace():
+        i += 1
+    return i
 
 
 def _skip_space(text: str, i: int) -> int:

@@ -336,6 +336,11 @@ def test_a_repeat_with_other_punctuation_keeps_the_sent_punctuation():
     assert fed.client == "It was over. The fox ran home."
 
 
+def test_a_repeat_opened_with_an_ellipsis_is_dropped_whole():
+    fed = aligned("It jumped over the lazy", "...lazy dog and ran.")
+    assert fed.client == "It jumped over the lazy dog and ran."
+
+
 def test_a_single_repeated_word_is_dropped():
     assert aligned("and then I", "I ran home.").client == "and then I ran home."
 
