@@ -48,6 +48,8 @@ _SENTENCE_END = frozenset(".!?:;…\"'”’)]}*`")
 
 
 def continuation_request(request: ChatRequest, sent: str, mode: Mode) -> ChatRequest:
+    """`request` asking for what follows `sent`: with `sent` as a trailing assistant
+    message (prefill), or followed by `CONTINUE_INSTRUCTION` (instruct)."""
     partial = Message(role="assistant", content=sent)
     if mode == "prefill":
         return request.with_messages((*request.messages, partial))
