@@ -11,9 +11,9 @@ from pathlib import Path
 
 
 def _check_config(path: str) -> int:
+    from bastion.agents.configure import plan_agents
     from bastion.config import ConfigError, load_config
     from bastion.routing.configure import load_router_config
-    from bastion.server.agents_runtime import plan_agents
 
     try:
         config = load_config(Path(path))

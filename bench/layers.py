@@ -48,7 +48,7 @@ async def serve(layer: str, upstream: str, port: int) -> None:
     from bastion.observability.metrics import Metrics
     from bastion.server.app import create_app
     from bastion.server.gateway import Gateway
-    from bastion.server.openai_codec import completion_body, parse_chat
+    from bastion.server.openai.codec import completion_body, parse_chat
 
     endpoint = Endpoint(
         id="bench", provider="openai", model="bench", base_url=upstream, api_key="x"

@@ -11,6 +11,7 @@ engine (`routing/engine.py`) carries its decisions out.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Generic
 
 from bastion.observability.events import (
     AttemptFinished,
@@ -29,7 +30,7 @@ from bastion.resilience.errors import (
 )
 from bastion.resilience.retry import Action, Decision, FailureInfo
 from bastion.routing.core import RouterCore
-from bastion.routing.endpoints import EndpointRuntime
+from bastion.routing.endpoints import EndpointRuntime, M
 from bastion.routing.errors import FailoverError, NoTargetAvailable
 from bastion.routing.plan import Candidate, Plan
 from bastion.types import AttemptRecord, Usage
@@ -45,14 +46,16 @@ class Outcome:
     decision: Decision
 
 
-class Slot:
+class Slot(Generic[M]):
     """One admitted call on an endpoint. Closed exactly once — `succeed`, `fail` or
     `release` — so the endpoint's in-flight count and its breaker's probe slot are
     always given back; closing twice is a no-op, so `release` is safe in a `finally`."""
 
     __slots__ = ("candidate", "hedge", "open", "retries", "run", "started")
 
-    def __init__(self, run: RequestRun, candidate: Candidate, retries: int, hedge: bool) -> None:
+    def __init__(
+        self, run: RequestRun[M], candidate: Candidate[M], retries: int, hedge: bool
+    ) -> None:
         self.run = run
         self.candidate = candidate
         self.retries = retries
@@ -61,7 +64,7 @@ class Slot:
         self.open = True
 
     @property
-    def runtime(self) -> EndpointRuntime:
+    def runtime(self) -> EndpointRuntime[M]:
         return self.candidate.runtime
 
     def succeed(
@@ -95,8 +98,10 @@ class Slot:
             rt.breaker.release()
 
 
-class RequestRun:
-    def __init__(self, core: RouterCore, plan: Plan, *, deadline: float, stream: bool) -> None:
+class RequestRun(Generic[M]):
+    def __init__(
+        self, core: RouterCore[M], plan: Plan[M], *, deadline: float, stream: bool
+    ) -> None:
         self.core = core
         self.plan = plan
         self.stream = stream
@@ -118,7 +123,7 @@ class RequestRun:
     def remaining(self) -> float:
         return self.deadline_at - self.core.clock.now()
 
-    def eligible(self, candidate: Candidate) -> bool:
+    def eligible(self, candidate: Candidate[M]) -> bool:
         """After a context-length error, only a larger window may be tried."""
         window = candidate.runtime.endpoint.context_window
         if self._too_small is not None:
@@ -127,7 +132,9 @@ class RequestRun:
             return window is not None
         return True
 
-    def admit(self, candidate: Candidate, *, retries: int = 0, hedge: bool = False) -> Slot | None:
+    def admit(
+        self, candidate: Candidate[M], *, retries: int = 0, hedge: bool = False
+    ) -> Slot[M] | None:
         """Reserve a call on the candidate's endpoint: its breaker must let it through
         (unless the plan is in panic mode) and it must have room. Counted in the
         endpoint's retry budget once. A retry refused here (the breaker just opened)
@@ -147,7 +154,7 @@ class RequestRun:
 
     def _succeeded(
         self,
-        slot: Slot,
+        slot: Slot[M],
         ttft: float | None,
         usage: Usage | None,
         response_model: str | None,
@@ -190,7 +197,7 @@ class RequestRun:
             )
 
     def _failed(
-        self, slot: Slot, error: Exception, others_racing: bool, alternative: bool
+        self, slot: Slot[M], error: Exception, others_racing: bool, alternative: bool
     ) -> Outcome:
         candidate = slot.candidate
         rt = candidate.runtime
@@ -256,7 +263,7 @@ class RequestRun:
         return Outcome(classification, decision)
 
     def _decide(
-        self, slot: Slot, classification: Classification, racing: bool, alternative: bool
+        self, slot: Slot[M], classification: Classification, racing: bool, alternative: bool
     ) -> Decision:
         """The policy's decision, then the run's own limits on it: a rejected prefill is
         asked again at once by instruction (learned, so asked once); a retry while a

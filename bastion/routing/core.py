@@ -6,8 +6,9 @@ import itertools
 import os
 import random
 from collections.abc import Iterable, Mapping
+from typing import Generic
 
-from bastion.models.base import ChatModel, Endpoint, HealthProbe
+from bastion.models.base import Endpoint, HealthProbe
 from bastion.observability.events import EventBus
 from bastion.resilience.breaker import CircuitBreaker
 from bastion.resilience.budget import RetryBudget
@@ -16,7 +17,7 @@ from bastion.resilience.errors import ErrorKind, Rule
 from bastion.resilience.health import HealthChecker
 from bastion.resilience.outlier import OutlierDetector
 from bastion.resilience.retry import RetryPolicy
-from bastion.routing.endpoints import EndpointRuntime, FirstTokenLimit
+from bastion.routing.endpoints import EndpointRuntime, FirstTokenLimit, M
 from bastion.routing.groups import ModelGroup, RetryOverrides, Target
 from bastion.routing.options import RouterOptions
 from bastion.routing.plan import Candidate, Plan, expand, is_static, make_plan
@@ -37,26 +38,26 @@ RETRYABLE_KINDS = (
 ALL_ENDPOINTS = "*"
 
 
-class RouterCore:
+class RouterCore(Generic[M]):
     """Everything a request needs to be planned and its outcome recorded."""
 
     def __init__(
         self,
-        endpoints: Iterable[tuple[Endpoint, ChatModel]],
+        endpoints: Iterable[tuple[Endpoint, M]],
         groups: Mapping[str, ModelGroup],
         options: RouterOptions,
         *,
         clock: Clock,
         rng: random.Random,
         bus: EventBus,
-        previous: RouterCore | None = None,
+        previous: RouterCore[M] | None = None,
     ) -> None:
         self.options = options
         self.groups = dict(groups)
         self.clock = clock
         self.rng = rng
         self.bus = bus
-        self.runtimes: dict[str, EndpointRuntime] = {}
+        self.runtimes: dict[str, EndpointRuntime[M]] = {}
         self._previous = previous
         for endpoint, model in endpoints:
             if endpoint.id in self.runtimes:
@@ -117,13 +118,13 @@ class RouterCore:
         self.health = HealthChecker(clock=clock, on_change=bus.emit)
         self._policies: dict[tuple[str, str, int | None], RetryPolicy] = {}
         self._rules: dict[tuple[str, str], tuple[Rule, ...]] = {}
-        self._static: dict[str, tuple[ResolvedSpec, list[Target], Plan]] = {}
+        self._static: dict[str, tuple[ResolvedSpec, list[Target], Plan[M]]] = {}
         self._ids = itertools.count(1)
         self._id_prefix = os.urandom(3).hex()
 
     # --- planning ------------------------------------------------------------------
 
-    async def plan(self, spec: ModelSpec, context: RuntimeContext) -> Plan:
+    async def plan(self, spec: ModelSpec, context: RuntimeContext) -> Plan[M]:
         cached = self._static.get(spec) if isinstance(spec, str) else None
         if cached is not None:
             resolved, targets, whole = cached
@@ -162,14 +163,14 @@ class RouterCore:
         targets: list[Target],
         detector: OutlierDetector,
         asked: dict[str, bool],
-    ) -> Plan:
-        def in_service(rt: EndpointRuntime) -> bool:
+    ) -> Plan[M]:
+        def in_service(rt: EndpointRuntime[M]) -> bool:
             known = asked.get(rt.id)
             return known if known is not None else self._in_service(rt, detector)
 
         return make_plan(resolved.name, resolved.group, targets, self.runtimes, in_service)
 
-    def _in_service(self, rt: EndpointRuntime, detector: OutlierDetector) -> bool:
+    def _in_service(self, rt: EndpointRuntime[M], detector: OutlierDetector) -> bool:
         return (
             not rt.isolated
             and rt.breaker.available()
@@ -183,7 +184,7 @@ class RouterCore:
 
     # --- policies ------------------------------------------------------------------
 
-    def policy(self, plan: Plan, target: Target) -> RetryPolicy:
+    def policy(self, plan: Plan[M], target: Target) -> RetryPolicy:
         """Router defaults, then the group's overrides, then the endpoint's, then the
         fallback entry's own retry count. Built once per combination."""
         key = (plan.name, target.endpoint, target.retries)
@@ -201,7 +202,7 @@ class RouterCore:
         self._policies[key] = policy
         return policy
 
-    def rules(self, plan: Plan, endpoint: str) -> tuple[Rule, ...]:
+    def rules(self, plan: Plan[M], endpoint: str) -> tuple[Rule, ...]:
         key = (plan.name, endpoint)
         cached = self._rules.get(key)
         if cached is None:
@@ -213,7 +214,7 @@ class RouterCore:
 
     # --- outcomes ------------------------------------------------------------------
 
-    def record_outcome(self, rt: EndpointRuntime, ok: bool) -> None:
+    def record_outcome(self, rt: EndpointRuntime[M], ok: bool) -> None:
         for detector in self._member_of[rt.id]:
             detector.record(rt.id, ok)
 

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Generic
+
+from typing_extensions import TypeVar
 
 from bastion.models.base import ChatModel, Endpoint
 from bastion.resilience.breaker import CircuitBreaker
@@ -15,20 +18,16 @@ PREFILL_PROVIDERS = frozenset({"anthropic", "scripted"})
 
 @dataclass(slots=True)
 class Ewma:
-    """Exponentially weighted mean and variance; `alpha` weighs the newest sample."""
+    """Exponentially weighted mean; `alpha` weighs the newest sample."""
 
     alpha: float = 0.2
     mean: float | None = None
-    var: float = 0.0
 
     def add(self, sample: float) -> None:
         if self.mean is None:
             self.mean = sample
             return
-        diff = sample - self.mean
-        incr = self.alpha * diff
-        self.mean += incr
-        self.var = (1 - self.alpha) * (self.var + diff * incr)
+        self.mean += self.alpha * (sample - self.mean)
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,10 +105,15 @@ class FirstTokenLimit:
         return min(max(ordered[index] * cfg.factor, cfg.floor), cfg.ceiling)
 
 
+# What an endpoint calls: a chat model by default; an MCP server's session or a remote
+# agent's client for other call types. The engine never calls it; strategies do.
+M = TypeVar("M", default=ChatModel)
+
+
 @dataclass(slots=True)
-class EndpointRuntime:
+class EndpointRuntime(Generic[M]):
     endpoint: Endpoint
-    model: ChatModel
+    model: M
     breaker: CircuitBreaker
     budget: RetryBudget
     latency: Ewma = field(default_factory=Ewma)

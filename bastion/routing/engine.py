@@ -1,5 +1,8 @@
 """The attempt engine: the one loop that admits, calls, classifies, decides and releases.
 
+`call_with_failover(core, spec, call)` is the whole of it for any call type: plan,
+attempt, decide, return the first success or raise the error listing every attempt.
+
 Every remote call the router makes goes through it — a complete answer, a stream, a
 hedged race, and any other call type (a tool on an MCP server, a remote agent): the
 engine is generic over *what* is called, a call being an async function of a
@@ -7,13 +10,13 @@ engine is generic over *what* is called, a call being an async function of a
 
     loop = AttemptLoop(run)
     async for attempt in loop:
-        async with attempt:
+        with attempt:
             answer = await attempt.call(lambda c: c.runtime.model.complete(request))
             attempt.succeed(usage=answer.usage)
             return answer
     # the loop ended: every target failed (`loop.returned` if the error is final)
 
-`async with attempt` guarantees the slot it admitted is closed: a success recorded,
+`with attempt` guarantees the slot it admitted is closed: a success recorded,
 a failure classified and decided (the exception is swallowed; the loop acts on the
 decision: sleep and retry here, fail over, or stop), or — when the caller is
 cancelled or leaves — released with no verdict and the request ended as cancelled.
@@ -24,15 +27,17 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from types import TracebackType
-from typing import Literal, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 from bastion.observability.events import HedgeStarted, HedgeWon
 from bastion.resilience.retry import Action
 from bastion.routing.attempts import Outcome, RequestRun, Slot
-from bastion.routing.endpoints import Ewma
+from bastion.routing.core import RouterCore
+from bastion.routing.endpoints import Ewma, M
 from bastion.routing.groups import Hedge
 from bastion.routing.plan import Candidate
-from bastion.types import Usage
+from bastion.routing.spec import ModelSpec
+from bastion.types import RuntimeContext, Usage
 
 T = TypeVar("T")
 
@@ -42,7 +47,7 @@ HedgeOn = Literal["latency", "ttft"]
 class _Decided(Exception):
     """A race ended with a failure whose outcome is already recorded."""
 
-    def __init__(self, slot: Slot, outcome: Outcome) -> None:
+    def __init__(self, slot: Slot[Any], outcome: Outcome) -> None:
         super().__init__(outcome.decision.reason)
         self.slot = slot
         self.outcome = outcome
@@ -55,19 +60,20 @@ def hedge_delay(stats: Ewma, hedge: Hedge) -> float:
     return min(max(base, hedge.min_delay), hedge.max_delay)
 
 
-class Attempt:
+class Attempt(Generic[M]):
     """One step of the loop: a call on the current candidate (or a hedged race that
-    starts there). Use as `async with attempt:`; see the module docstring."""
+    starts there). Use as `with attempt:`; see the module docstring. (A plain context
+    manager: its exit does no I/O, and two coroutines per request are measurable.)"""
 
     __slots__ = ("_loop", "outcome", "slot")
 
-    def __init__(self, loop: AttemptLoop, slot: Slot) -> None:
+    def __init__(self, loop: AttemptLoop[M], slot: Slot[M]) -> None:
         self._loop = loop
         self.slot = slot
         self.outcome: Outcome | None = None
 
     @property
-    def candidate(self) -> Candidate:
+    def candidate(self) -> Candidate[M]:
         return self.slot.candidate
 
     @property
@@ -78,18 +84,19 @@ class Attempt:
     def started(self) -> float:
         return self.slot.started
 
-    async def call(
-        self, fn: Callable[[Candidate], Awaitable[T]], *, hedge_on: HedgeOn = "latency"
-    ) -> T:
-        """`fn(candidate)`; on the first attempt of a candidate in a group with
-        `hedge:`, a race: after the hedge delay, the next candidate is asked too, the
-        first success wins and the others are cancelled and released. A racer's
-        failure is recorded as it happens; the loop acts on the last one's decision,
-        so a quick 500 is retried exactly as without hedging."""
+    def call(
+        self, fn: Callable[[Candidate[M]], Awaitable[T]], *, hedge_on: HedgeOn = "latency"
+    ) -> Awaitable[T]:
+        """`fn(candidate)`, to be awaited; on the first attempt of a candidate in a
+        group with `hedge:`, a race: after the hedge delay, the next candidate is asked
+        too, the first success wins and the others are cancelled and released. A
+        racer's failure is recorded as it happens; the loop acts on the last one's
+        decision, so a quick 500 is retried exactly as without hedging. (Not itself a
+        coroutine: the common, unhedged call costs no extra frame.)"""
         hedge = self._loop.hedge if self.slot.retries == 0 else None
         if hedge is None:
-            return await fn(self.slot.candidate)
-        return await self._race(fn, hedge, hedge_on)
+            return fn(self.slot.candidate)
+        return self._race(fn, hedge, hedge_on)
 
     def succeed(
         self,
@@ -101,10 +108,10 @@ class Attempt:
         """Record the answer on the endpoint that gave it (see `Slot.succeed`)."""
         self.slot.succeed(ttft=ttft, usage=usage, response_model=response_model)
 
-    async def __aenter__(self) -> Attempt:
+    def __enter__(self) -> Attempt[M]:
         return self
 
-    async def __aexit__(
+    def __exit__(
         self,
         exc_type: type[BaseException] | None,
         exc: BaseException | None,
@@ -128,7 +135,7 @@ class Attempt:
         return True
 
     async def _race(
-        self, fn: Callable[[Candidate], Awaitable[T]], hedge: Hedge, hedge_on: HedgeOn
+        self, fn: Callable[[Candidate[M]], Awaitable[T]], hedge: Hedge, hedge_on: HedgeOn
     ) -> T:
         loop = self._loop
         run = loop.run
@@ -136,7 +143,7 @@ class Attempt:
         primary = self.slot
         rt = primary.runtime
         delay = hedge_delay(rt.ttft if hedge_on == "ttft" else rt.latency, hedge)
-        racers: dict[asyncio.Future[T], Slot] = {
+        racers: dict[asyncio.Future[T], Slot[M]] = {
             asyncio.ensure_future(fn(primary.candidate)): primary
         }
         hedged = False
@@ -153,7 +160,7 @@ class Attempt:
                             bus.emit(HedgeStarted(run.request_id, rt.id, extra.runtime.id, delay))
                         racers[asyncio.ensure_future(fn(extra.candidate))] = extra
                     continue
-                winner: tuple[Slot, T] | None = None
+                winner: tuple[Slot[M], T] | None = None
                 for task in done:
                     slot = racers.pop(task)
                     error = task.exception()
@@ -194,7 +201,7 @@ class Attempt:
                 slot.release()
 
 
-class AttemptLoop:
+class AttemptLoop(Generic[M]):
     """The candidates of one request, tried in order; see the module docstring.
 
     Iterating yields admitted `Attempt`s. After each failed attempt the loop carries
@@ -206,9 +213,20 @@ class AttemptLoop:
     `discard` closes the result of a hedge that lost (a stream's connection).
     """
 
+    __slots__ = (
+        "_current",
+        "_discard",
+        "_last",
+        "_pending",
+        "_retries",
+        "hedging",
+        "returned",
+        "run",
+    )
+
     def __init__(
         self,
-        run: RequestRun,
+        run: RequestRun[M],
         *,
         discard: Callable[[object], Awaitable[None]] | None = None,
     ) -> None:
@@ -216,19 +234,19 @@ class AttemptLoop:
         self.hedging = True
         self.returned = False
         self._pending = list(run.plan.candidates)
-        self._current: Candidate | None = None
+        self._current: Candidate[M] | None = None
         self._retries = 0
-        self._last: Attempt | None = None
+        self._last: Attempt[M] | None = None
         self._discard = discard
 
     @property
     def hedge(self) -> Hedge | None:
         return self.run.plan.group.hedge if self.hedging else None
 
-    def __aiter__(self) -> AttemptLoop:
+    def __aiter__(self) -> AttemptLoop[M]:
         return self
 
-    async def __anext__(self) -> Attempt:
+    async def __anext__(self) -> Attempt[M]:
         run = self.run
         last, self._last = self._last, None
         if last is not None and last.outcome is not None:
@@ -263,7 +281,7 @@ class AttemptLoop:
             return attempt
         raise StopAsyncIteration
 
-    def _next_candidate(self) -> Candidate | None:
+    def _next_candidate(self) -> Candidate[M] | None:
         while self._pending:
             candidate = self._pending.pop(0)
             if self.run.eligible(candidate):
@@ -278,11 +296,11 @@ class AttemptLoop:
                 return True
         return False
 
-    def settle(self, attempt: Attempt) -> None:
+    def settle(self, attempt: Attempt[M]) -> None:
         """Called by a failed attempt on exit: the next `__anext__` acts on it."""
         self._last = attempt
 
-    def take_hedge(self) -> Slot | None:
+    def take_hedge(self) -> Slot[M] | None:
         """Admit the next pending candidate as a hedge: it spends that endpoint's retry
         budget, so hedging cannot double the load of a struggling fleet."""
         for index, candidate in enumerate(self._pending):
@@ -298,3 +316,29 @@ class AttemptLoop:
     async def discard(self, result: object) -> None:
         if self._discard is not None:
             await self._discard(result)
+
+
+async def call_with_failover(
+    core: RouterCore[M],
+    spec: ModelSpec,
+    call: Callable[[Candidate[M]], Awaitable[T]],
+    *,
+    context: RuntimeContext | None = None,
+    deadline: float | None = None,
+) -> T:
+    """Call `spec`'s targets in order until one answers: any call type (a tool on an
+    MCP server, a remote agent), with the same policies, breakers, budgets, hedging
+    and events as a chat completion. `call(candidate)` raises `UpstreamError`s (or any
+    exception, classified by `classify`). Raises `FailoverError` listing every attempt,
+    or `NoTargetAvailable`."""
+    plan = await core.plan(spec, context if context is not None else RuntimeContext())
+    limit = deadline if deadline is not None else core.options.deadline
+    run = RequestRun(core, plan, deadline=limit, stream=False)
+    async for attempt in AttemptLoop(run):
+        with attempt:
+            result = await attempt.call(call)
+            attempt.succeed()
+            run.finish(attempt.candidate.runtime.id, True)
+            return result
+    run.finish(None, False)
+    raise run.error()

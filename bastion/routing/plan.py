@@ -5,27 +5,28 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any, Generic
 
-from bastion.routing.endpoints import EndpointRuntime
+from bastion.routing.endpoints import EndpointRuntime, M
 from bastion.routing.groups import ModelGroup, Target
 from bastion.routing.policies import STRATEGIES
 from bastion.routing.spec import UnknownModel
 
 
 @dataclass(frozen=True, slots=True)
-class Candidate:
-    runtime: EndpointRuntime
+class Candidate(Generic[M]):
+    runtime: EndpointRuntime[M]
     target: Target
 
 
 @dataclass(frozen=True, slots=True)
-class Plan:
+class Plan(Generic[M]):
     """`candidates` in the order to try them. `panic` is set when every candidate was
     out of service and the plan tries them anyway rather than fail fast."""
 
     name: str
     group: ModelGroup
-    candidates: tuple[Candidate, ...]
+    candidates: tuple[Candidate[M], ...]
     panic: bool = False
     excluded: tuple[str, ...] = ()
 
@@ -33,7 +34,7 @@ class Plan:
 def expand(
     group: ModelGroup,
     groups: Mapping[str, ModelGroup],
-    runtimes: Mapping[str, EndpointRuntime],
+    runtimes: Mapping[str, EndpointRuntime[Any]],
     rng: random.Random,
 ) -> list[Target]:
     """The group's targets in strategy order, then its fallbacks; names of other groups
@@ -46,7 +47,7 @@ def expand(
 def _visit(
     group: ModelGroup,
     groups: Mapping[str, ModelGroup],
-    runtimes: Mapping[str, EndpointRuntime],
+    runtimes: Mapping[str, EndpointRuntime[Any]],
     rng: random.Random,
     out: list[Target],
     seen_endpoints: set[str],
@@ -96,9 +97,9 @@ def make_plan(
     name: str,
     group: ModelGroup,
     targets: list[Target],
-    runtimes: Mapping[str, EndpointRuntime],
-    in_service: Callable[[EndpointRuntime], bool],
-) -> Plan:
+    runtimes: Mapping[str, EndpointRuntime[M]],
+    in_service: Callable[[EndpointRuntime[M]], bool],
+) -> Plan[M]:
     """Drop isolated endpoints always, and endpoints out of service (breaker open,
     ejected, failing health checks, full) unless that leaves nothing: then panic."""
     usable = [Candidate(runtimes[t.endpoint], t) for t in targets]

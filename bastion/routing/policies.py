@@ -4,22 +4,25 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from bastion.routing.endpoints import EndpointRuntime
 from bastion.routing.groups import Strategy, Target
 
-Order = Callable[[Sequence[Target], Mapping[str, EndpointRuntime], random.Random], list[Target]]
+Order = Callable[
+    [Sequence[Target], Mapping[str, EndpointRuntime[Any]], random.Random], list[Target]
+]
 
 
 def priority(
-    targets: Sequence[Target], runtimes: Mapping[str, EndpointRuntime], rng: random.Random
+    targets: Sequence[Target], runtimes: Mapping[str, EndpointRuntime[Any]], rng: random.Random
 ) -> list[Target]:
     """As configured: the first target first."""
     return list(targets)
 
 
 def weighted(
-    targets: Sequence[Target], runtimes: Mapping[str, EndpointRuntime], rng: random.Random
+    targets: Sequence[Target], runtimes: Mapping[str, EndpointRuntime[Any]], rng: random.Random
 ) -> list[Target]:
     """A random order in which each target leads with probability proportional to its
     weight (weighted sampling without replacement: key = u ** (1 / weight))."""
@@ -32,7 +35,7 @@ def weighted(
 
 
 def least_latency(
-    targets: Sequence[Target], runtimes: Mapping[str, EndpointRuntime], rng: random.Random
+    targets: Sequence[Target], runtimes: Mapping[str, EndpointRuntime[Any]], rng: random.Random
 ) -> list[Target]:
     """Fastest observed mean latency first. An endpoint never measured sorts first so
     that it gets measured; ties keep the configured order."""

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import random
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Iterable, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Self
@@ -176,14 +176,14 @@ class Router:
         context = context if context is not None else _NO_CONTEXT
         run = await self._begin(model, context, deadline, stream=False)
 
-        async def call(candidate: Candidate) -> ChatResponse:
+        def call(candidate: Candidate) -> Awaitable[ChatResponse]:
             rt = candidate.runtime
             limit = min(rt.endpoint.timeouts.total, run.remaining())
-            return await within(rt.model.complete(request), limit, phase="total", endpoint=rt.id)
+            return within(rt.model.complete(request), limit, phase="total", endpoint=rt.id)
 
         loop = AttemptLoop(run)
         async for attempt in loop:
-            async with attempt:
+            with attempt:
                 response = await attempt.call(call)
                 attempt.succeed(usage=response.usage, response_model=response.model)
                 run.finish(attempt.candidate.runtime.id, True)

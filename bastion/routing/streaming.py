@@ -214,7 +214,7 @@ class RouterStream:
 
         loop = AttemptLoop(run, discard=_close_opened)
         async for attempt in loop:
-            async with attempt:
+            with attempt:
                 loop.hedging = not sent
                 opened = await attempt.call(open_stream, hedge_on="ttft")
                 rt = attempt.candidate.runtime

@@ -45,9 +45,7 @@ class TimedStream(Generic[T]):
         "_first_token",
         "_idle",
         "_it",
-        "_limit",
         "_loop",
-        "_phase",
         "_reader",
         "_seen",
         "_timer",
@@ -70,8 +68,6 @@ class TimedStream(Generic[T]):
         self._endpoint = endpoint
         self._seen = False
         self._deadline = 0.0
-        self._limit = 0.0
-        self._phase = "first_token"
         self._timer: asyncio.TimerHandle | None = None
         self._reader: asyncio.Task[object] | None = None
         self._expired = False
@@ -84,7 +80,6 @@ class TimedStream(Generic[T]):
         if self._end - now < limit:
             limit, phase = max(self._end - now, 0.0), "total"
         self._deadline = now + limit
-        self._limit, self._phase = limit, phase
         if self._timer is None or self._timer.when() > self._deadline:
             if self._timer is not None:
                 self._timer.cancel()

@@ -15,16 +15,16 @@ from collections.abc import Awaitable, Callable
 import structlog
 from aiohttp import web
 
-from bastion.server.agents_api import add_agent_routes
-from bastion.server.agents_ws import add_agent_socket_routes
+from bastion.server.agents.api import add_agent_routes
+from bastion.server.agents.threads import add_thread_routes
+from bastion.server.agents.ws import add_agent_socket_routes
 from bastion.server.auth import authorize
-from bastion.server.control_api import add_control_routes
+from bastion.server.control.api import add_control_routes
 from bastion.server.errors import ApiError
 from bastion.server.gateway import Gateway
 from bastion.server.keys import GATEWAY
-from bastion.server.openai_api import add_openai_routes
+from bastion.server.openai.api import add_openai_routes
 from bastion.server.openapi import add_openapi_route
-from bastion.server.threads_api import add_thread_routes
 
 _log = structlog.get_logger("bastion.server")
 

@@ -4,7 +4,7 @@ A reload builds a new router from the new config (unchanged endpoints keep their
 connections, breakers and health) and swaps it in one assignment. A request holds
 the router it started with until it ends, so requests in flight finish on the config
 they started with; the old router is closed once the last of them is done. The agents
-are rebuilt against the new router and swapped in with it (see `agents_runtime`).
+are rebuilt against the new router and swapped in with it (see `agents.host`).
 """
 
 from __future__ import annotations
@@ -17,12 +17,13 @@ from typing import TYPE_CHECKING
 
 import structlog
 
+from bastion.agents.configure import plan_agents
 from bastion.config import BastionConfig, load_config
 from bastion.observability.events import Event, EventHook
 from bastion.observability.metrics import Metrics
 from bastion.routing import Router
 from bastion.routing.status import EndpointStatus
-from bastion.server.agents_runtime import AgentHost, plan_agents
+from bastion.server.agents.host import AgentHost
 from bastion.server.auth import AuditLog, KeyRing, RateLimits
 
 if TYPE_CHECKING:

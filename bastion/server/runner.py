@@ -20,9 +20,9 @@ from pathlib import Path
 import structlog
 from aiohttp import web
 
+from bastion.agents.configure import plan_agents
 from bastion.config import ConfigError, load_config
 from bastion.observability.logging import configure_logging
-from bastion.server.agents_runtime import plan_agents
 from bastion.server.app import create_app
 from bastion.server.gateway import Gateway
 

@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 import yaml
 
+from bastion.agents.configure import ContextTemplate, instructions_of, plan_agents
 from bastion.config import ConfigError, load_config
 from bastion.routing import Target
-from bastion.server.agents_runtime import ContextTemplate, instructions_of, plan_agents
 from bastion.server.runner import serve
 from bastion.types import RuntimeContext
 

@@ -23,7 +23,7 @@ from structlog.testing import capture_logs
 
 from bastion.config import load_config
 from bastion.server.app import create_app
-from bastion.server.events_api import EVENT_STREAM_OPTIONS, EVENT_STREAMS, EventStreamOptions
+from bastion.server.control.events import EVENT_STREAM_OPTIONS, EVENT_STREAMS, EventStreamOptions
 from bastion.server.gateway import Gateway
 from bastion.testing import Fault, Fleet
 

@@ -8,7 +8,7 @@ import orjson
 import pytest
 
 from bastion.server.errors import ApiError
-from bastion.server.openai_codec import ChunkWriter, completion_body, parse_chat, usage_json
+from bastion.server.openai.codec import ChunkWriter, completion_body, parse_chat, usage_json
 from bastion.types import ChatResponse, Message, StreamFinish, ToolCall, ToolCallDelta, Usage
 
 

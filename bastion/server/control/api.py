@@ -6,7 +6,7 @@
     POST /api/v1/endpoints/{id}/recover put it back
     PUT  /api/v1/config                 validate and swap in a new config (YAML or JSON)
     GET  /api/v1/metrics                Prometheus text format
-    GET  /api/v1/events                 the router's events as SSE (see events_api)
+    GET  /api/v1/events                 the router's events as SSE (see `events`)
 
 Everything but health is for admin keys; the auth middleware enforces that. Nothing
 here depends on it for correctness: every handler validates its own input.
@@ -20,18 +20,26 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any
+from typing import Literal
 
-import orjson
 from aiohttp import web
 
 from bastion.config import BastionConfig, ConfigError, load_config
 from bastion.observability.metrics import CONTENT_TYPE
 from bastion.routing import Router
-from bastion.routing.status import EndpointStatus
+from bastion.routing.status import EndpointStatus as LiveStatus
 from bastion.server.auth import actor
+from bastion.server.common import json_response
+from bastion.server.control.bodies import (
+    ConfigOrigin,
+    EndpointStatus,
+    GroupStatus,
+    Health,
+    Reloaded,
+    Status,
+)
+from bastion.server.control.events import add_event_routes
 from bastion.server.errors import ApiError, invalid
-from bastion.server.events_api import add_event_routes
 from bastion.server.gateway import Gateway
 from bastion.server.keys import GATEWAY
 
@@ -49,11 +57,7 @@ class ControlState:
 CONTROL: web.AppKey[ControlState] = web.AppKey("bastion.control", ControlState)
 
 
-def _json(body: Any, status: int = 200) -> web.Response:
-    return web.Response(body=orjson.dumps(body), status=status, content_type="application/json")
-
-
-def _endpoint(status: EndpointStatus) -> dict[str, Any]:
+def _endpoint(status: LiveStatus) -> EndpointStatus:
     return {
         "id": status.id,
         "model": status.model,
@@ -72,7 +76,7 @@ def _endpoint(status: EndpointStatus) -> dict[str, Any]:
     }
 
 
-def _groups(router: Router) -> list[dict[str, Any]]:
+def _groups(router: Router) -> list[GroupStatus]:
     return [
         {
             "name": name,
@@ -101,6 +105,7 @@ async def health(request: web.Request) -> web.Response:
     statuses = gateway.router.status()
     in_service = sum(1 for s in statuses if s.in_service)
     ready = gateway.ready and in_service > 0
+    state: Literal["ok", "degraded", "starting", "stopping"]
     if gateway.stopping:
         state = "stopping"
     elif not gateway.ready:
@@ -109,17 +114,17 @@ async def health(request: web.Request) -> web.Response:
         state = "ok"
     else:
         state = "degraded"
-    body = {
+    body: Health = {
         "status": state,
         "live": True,
         "ready": ready,
         "endpoints_in_service": in_service,
         "endpoints": len(statuses),
     }
-    return _json(body, 200 if ready or probe == "live" else 503)
+    return json_response(body, 200 if ready or probe == "live" else 503)
 
 
-def _config_origin(gateway: Gateway, control: ControlState) -> dict[str, Any]:
+def _config_origin(gateway: Gateway, control: ControlState) -> ConfigOrigin:
     if control.put_config is not None and control.put_config is gateway.config:
         return {"origin": "api", "source": None, "loaded_at": control.put_at}
     if gateway.source is not None:
@@ -132,7 +137,7 @@ async def status(request: web.Request) -> web.Response:
     config came from. The numbers are this worker process's (see the module docs)."""
     gateway = request.app[GATEWAY]
     router = gateway.router
-    body = {
+    body: Status = {
         "pid": os.getpid(),
         "state_scope": "process",
         "ready": gateway.ready,
@@ -142,7 +147,7 @@ async def status(request: web.Request) -> web.Response:
         "endpoints": [_endpoint(s) for s in router.status()],
         "models": _groups(router),
     }
-    return _json(body)
+    return json_response(body)
 
 
 # --- isolation -----------------------------------------------------------------------
@@ -161,7 +166,7 @@ async def _set_isolation(request: web.Request, isolated: bool) -> web.Response:
             404, f"no endpoint {endpoint!r}", param="id", code="endpoint_not_found"
         ) from None
     gateway.audit.record(who, action, endpoint, "ok")
-    return _json(_endpoint(current))
+    return json_response(_endpoint(current))
 
 
 async def isolate(request: web.Request) -> web.Response:
@@ -237,13 +242,12 @@ async def put_config(request: web.Request) -> web.Response:
     control.put_at = time.time()
     gateway.audit.record(who, "reload", "api", "ok")
     router = gateway.router
-    return _json(
-        {
-            "status": "reloaded",
-            "endpoints": list(router.endpoints),
-            "models": list(router.groups),
-        }
-    )
+    body: Reloaded = {
+        "status": "reloaded",
+        "endpoints": list(router.endpoints),
+        "models": list(router.groups),
+    }
+    return json_response(body)
 
 
 # --- metrics -------------------------------------------------------------------------

@@ -30,14 +30,9 @@ import orjson
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from bastion.agents import Error, Finished
-from bastion.server.agents_api import (
-    dumps,
-    find_agent,
-    prepare_turn,
-    record_usage,
-    run_error,
-)
-from bastion.server.agents_codec import event_body, parse_run
+from bastion.server.agents.api import find_agent, prepare_turn, record_usage, run_error
+from bastion.server.agents.codec import event_body, parse_run
+from bastion.server.common import dumps
 from bastion.server.errors import ApiError, invalid
 from bastion.server.keys import GATEWAY
 
@@ -148,9 +143,10 @@ class _Session:
                         elif isinstance(event, Finished):
                             record_usage(self.request, event.result.usage)
                         kind, fields = event_body(event, failure)
+                        message = {"type": kind, "run_id": turn.run_id, **fields}
                         if kind == "error":
-                            fields["field"] = fields.get("param")
-                        await self.send({"type": kind, "run_id": turn.run_id, **fields})
+                            message["field"] = fields.get("param")
+                        await self.send(message)
         except ConnectionResetError:
             pass  # the peer left mid-turn; the run was closed on the way out
         finally:

@@ -1,6 +1,6 @@
 """The agents API's bodies, read and written at the edge.
 
-A run body (`/generate`, `/stream`, and a WebSocket `generate` message):
+A run body (`/generate`, `/stream`, and a WebSocket `generate` message), a `RunRequest`:
 
     {"prompt": "Where is order 42?"}                      or  "messages": [...]
     {"thread_id": "t1", "resource_id": "user-7",          memory: continue a thread
@@ -10,18 +10,17 @@ Messages are OpenAI chat messages, read by the chat-completions parser, so error
 fields the same way (`messages[0].role`). Unknown fields are refused: this body is
 ours, and a typo (`thread`) should not silently start a run without memory.
 
-Answers and events are plain JSON; messages are written back in the shape they are
-read in, so a client can send a run's messages on as history.
+Answers and events are plain JSON (typed in `bodies`); messages are written back in
+the shape they are read in, so a client can send a run's messages on as history.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
+from pydantic import TypeAdapter, ValidationError
 
 from bastion.agents import (
     AgentEvent,
@@ -34,16 +33,14 @@ from bastion.agents import (
     ToolResult,
 )
 from bastion.memory import RunRecord, StepRecord, Thread
+from bastion.server.agents import bodies
+from bastion.server.common import parse_body
 from bastion.server.errors import ApiError, invalid
-from bastion.server.openai_codec import _message as read_message
-from bastion.server.openai_codec import tool_call_json, usage_json
+from bastion.server.openai.codec import read_message, tool_call_json, usage_json
 from bastion.types import Message, TextDelta
 
-RUN_FIELDS = frozenset({"messages", "prompt", "thread_id", "resource_id", "context", "run_id"})
-MAX_ID = 256
-# A run id goes into tools' idempotency keys ("{run_id}:{step}:{position}"), so no colon.
-_RUN_ID = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
 CONTEXT_HEADER = "x-bastion-context-"
+_IDENTIFIER: TypeAdapter[str] = TypeAdapter(bodies.Identifier)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,55 +54,31 @@ class RunBody:
     run_id: str | None
 
 
-def load_json(raw: bytes) -> Any:
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise ApiError(400, f"the body is not valid JSON: {exc}", code="invalid_json") from None
-
-
 def identifier(value: Any, field: str, *, required: bool = False) -> str | None:
-    """A thread or resource id: 1 to 256 printable characters."""
+    """A thread or resource id (`bodies.Identifier`): 1 to 256 printable characters."""
     if value is None and not required:
         return None
-    if not isinstance(value, str) or not 0 < len(value) <= MAX_ID or not value.isprintable():
-        raise invalid(field, f"must be a string of 1 to {MAX_ID} printable characters")
-    return value
+    try:
+        return _IDENTIFIER.validate_python(value, strict=True)
+    except ValidationError:
+        raise invalid(field, bodies.ID_RULE) from None
 
 
 def parse_run(body: Any, *, also: Collection[str] = ()) -> RunBody:
     """Validate a run body (`also`: extra fields the caller reads itself, such as a
     WebSocket message's `type`); ApiError(400) names the first bad field."""
-    if not isinstance(body, dict):
-        raise ApiError(400, "the body must be a JSON object", code="invalid_json")
-    for key in body:
-        if key not in RUN_FIELDS and key not in also:
-            known = ", ".join(sorted(RUN_FIELDS))
-            raise invalid(key, f"unknown field; a run body has {known}")
-    prompt, messages = body.get("prompt"), body.get("messages")
-    if prompt is not None and messages is not None:
+    if isinstance(body, dict) and also:
+        body = {key: value for key, value in body.items() if key not in also}
+    run = parse_body(bodies.RunRequest, body, noun="a run body")
+    if run.prompt is not None and run.messages is not None:
         raise invalid("prompt", "give either prompt or messages, not both")
-    if prompt is not None:
-        if not isinstance(prompt, str) or not prompt:
-            raise invalid("prompt", "must be a non-empty string")
-        parsed: tuple[Message, ...] = (Message("user", prompt),)
-    elif isinstance(messages, list) and messages:
-        parsed = tuple(read_message(m, i) for i, m in enumerate(messages))
+    if run.prompt is not None:
+        messages: tuple[Message, ...] = (Message("user", run.prompt),)
+    elif run.messages is not None:
+        messages = tuple(read_message(m, i) for i, m in enumerate(run.messages))
     else:
         raise invalid("messages", "is required (a non-empty array), or give a prompt")
-    context = body.get("context")
-    if context is not None and not isinstance(context, dict):
-        raise invalid("context", "must be an object")
-    run_id = body.get("run_id")
-    if run_id is not None and (not isinstance(run_id, str) or not _RUN_ID.match(run_id)):
-        raise invalid("run_id", "must be 1 to 128 characters of A-Z a-z 0-9 _ . -")
-    return RunBody(
-        parsed,
-        identifier(body.get("thread_id"), "thread_id"),
-        identifier(body.get("resource_id"), "resource_id"),
-        context or {},
-        run_id,
-    )
+    return RunBody(messages, run.thread_id, run.resource_id, run.context or {}, run.run_id)
 
 
 def header_context(headers: Mapping[str, str]) -> dict[str, str]:
@@ -134,7 +107,7 @@ def message_body(message: Message) -> dict[str, Any]:
     return out
 
 
-def step_body(step: StepRecord) -> dict[str, Any]:
+def step_body(step: StepRecord) -> bodies.Step:
     return {
         "index": step.index,
         "kind": step.kind,
@@ -147,7 +120,7 @@ def step_body(step: StepRecord) -> dict[str, Any]:
     }
 
 
-def result_body(result: AgentResult) -> dict[str, Any]:
+def result_body(result: AgentResult) -> bodies.AgentResult:
     return {
         "text": result.text,
         "messages": [message_body(m) for m in result.messages],
@@ -160,7 +133,7 @@ def result_body(result: AgentResult) -> dict[str, Any]:
     }
 
 
-def thread_body(thread: Thread) -> dict[str, Any]:
+def thread_body(thread: Thread) -> bodies.Thread:
     return {
         "id": thread.id,
         "resource_id": thread.resource_id,
@@ -171,7 +144,7 @@ def thread_body(thread: Thread) -> dict[str, Any]:
     }
 
 
-def run_body(run: RunRecord) -> dict[str, Any]:
+def run_body(run: RunRecord) -> bodies.Run:
     return {
         "id": run.id,
         "agent": run.agent,
@@ -185,49 +158,47 @@ def run_body(run: RunRecord) -> dict[str, Any]:
     }
 
 
-def event_body(event: AgentEvent, error: ApiError | None = None) -> tuple[str, dict[str, Any]]:
-    """An agent event as (type, fields). An `Error` event's fields come from `error`,
-    the answer its exception would have had as a plain HTTP error."""
+def event_body(event: AgentEvent, error: ApiError | None = None) -> tuple[str, Mapping[str, Any]]:
+    """An agent event as (name, fields), typed by `bodies.EVENTS`. An `Error` event's
+    fields come from `error`, the answer its exception would have had as a plain HTTP
+    error."""
     if isinstance(event, TextDelta):
-        return "text_delta", {"text": event.text}
+        return "text_delta", bodies.TextDeltaEvent(text=event.text)
     if isinstance(event, ToolCallStarted):
         call = event.call
-        return "tool_call", {
-            "id": call.id,
-            "name": call.name,
-            "arguments": call.arguments,
-            "step": event.step,
-        }
+        return "tool_call", bodies.ToolCallEvent(
+            id=call.id, name=call.name, arguments=call.arguments, step=event.step
+        )
     if isinstance(event, ToolResult):
-        return "tool_result", {
-            "call_id": event.call_id,
-            "name": event.name,
-            "result": event.result,
-            "error": event.error,
-            "step": event.step,
-        }
+        return "tool_result", bodies.ToolResultEvent(
+            call_id=event.call_id,
+            name=event.name,
+            result=event.result,
+            error=event.error,
+            step=event.step,
+        )
     if isinstance(event, StepFinished):
-        return "step_finish", {
-            "index": event.index,
-            "kind": event.kind,
-            "name": event.name,
-            "status": event.status,
-            "endpoint": event.endpoint,
-            "model": event.model,
-            "usage": usage_json(event.usage),
-        }
+        return "step_finish", bodies.StepFinishEvent(
+            index=event.index,
+            kind=event.kind,
+            name=event.name,
+            status=event.status,
+            endpoint=event.endpoint,
+            model=event.model,
+            usage=usage_json(event.usage),
+        )
     if isinstance(event, ModelSwitched):
-        return "model_switch", {
-            "from_endpoint": event.from_endpoint,
-            "to_endpoint": event.to_endpoint,
-            "step": event.step,
-        }
+        return "model_switch", bodies.ModelSwitchEvent(
+            from_endpoint=event.from_endpoint, to_endpoint=event.to_endpoint, step=event.step
+        )
     if isinstance(event, Finished):
         return "finish", result_body(event.result)
     return "error", error_fields(event, error)
 
 
 def error_fields(event: Error, error: ApiError | None) -> dict[str, Any]:
+    """An `Error` event's fields (`bodies.ErrorEvent` when `error` is given, as the
+    handlers always give it)."""
     fields: dict[str, Any] = {"kind": event.kind, "message": event.message}
     if error is not None:
         fields.update(error.body()["error"])

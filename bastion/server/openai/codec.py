@@ -97,7 +97,9 @@ def _tool_calls(value: Any, field: str) -> tuple[ToolCall, ...]:
     return tuple(calls)
 
 
-def _message(value: Any, index: int) -> Message:
+def read_message(value: Any, index: int) -> Message:
+    """`messages[index]` of a chat body (or an agent's run body); ApiError(400)
+    naming the field at fault."""
     field = f"messages[{index}]"
     if not isinstance(value, dict):
         raise invalid(field, "must be an object")
@@ -186,7 +188,7 @@ def parse_chat(raw: bytes) -> ParsedChat:
     ):
         raise invalid("max_tokens", "must be a positive integer")
     request = ChatRequest(
-        messages=tuple(_message(m, i) for i, m in enumerate(messages)),
+        messages=tuple(read_message(m, i) for i, m in enumerate(messages)),
         tools=_tools(body.get("tools")),
         tool_choice=tool_choice,
         temperature=_number(body, "temperature", 0.0, 2.0),

@@ -14,13 +14,13 @@ no agents configured there is no store: no threads, no runs.
 
 from __future__ import annotations
 
-from typing import Any
-
 from aiohttp import web
 
 from bastion.memory import MemoryStore, RunRecord, WrongResource
-from bastion.server.agents_api import json_response, run_error
-from bastion.server.agents_codec import identifier, message_body, run_body, thread_body
+from bastion.server.agents.api import run_error
+from bastion.server.agents.bodies import Deleted, ThreadList, ThreadMessages
+from bastion.server.agents.codec import identifier, message_body, run_body, thread_body
+from bastion.server.common import json_response
 from bastion.server.errors import ApiError, invalid
 from bastion.server.keys import GATEWAY
 
@@ -65,7 +65,8 @@ async def list_threads(request: web.Request) -> web.Response:
             threads = await store.list_threads(resource, limit=limit, offset=offset)
         except Exception as exc:
             raise run_error(exc) from exc
-    return json_response({"object": "list", "data": [thread_body(t) for t in threads]})
+    page: ThreadList = {"object": "list", "data": [thread_body(t) for t in threads]}
+    return json_response(page)
 
 
 async def get_thread(request: web.Request) -> web.Response:
@@ -84,8 +85,10 @@ async def get_thread(request: web.Request) -> web.Response:
         messages = await store.messages(thread_id, last=last)
     except Exception as exc:
         raise run_error(exc) from exc
-    body: dict[str, Any] = thread_body(thread)
-    body["messages"] = [message_body(m) for m in messages]
+    body: ThreadMessages = {
+        **thread_body(thread),
+        "messages": [message_body(m) for m in messages],
+    }
     return json_response(body)
 
 
@@ -106,7 +109,8 @@ async def delete_thread(request: web.Request) -> web.Response:
         raise run_error(exc) from exc
     if not deleted:  # deleted by someone else in between
         raise _not_found(thread_id)
-    return json_response({"id": thread_id, "deleted": True})
+    deleted_body: Deleted = {"id": thread_id, "deleted": True}
+    return json_response(deleted_body)
 
 
 async def get_run(request: web.Request) -> web.Response:

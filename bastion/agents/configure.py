@@ -1,19 +1,11 @@
-"""The gateway's agents: built from the `agents:` section, over the live router and one
-memory store.
+"""From the config's `agents:` and `memory:` sections to `Agent` and `Memory` objects.
 
-Building happens in two steps, so that a config reload that cannot work changes
-nothing. `plan_agents(config)` does everything that can fail — imports each tool by its
-"module:function" path, checks names — and raises `ConfigError` naming the field
-(`agents.support.tools[1]: ...`). `AgentHost.install` then makes `Agent` objects of the
-plan against a router; that cannot fail, so the gateway calls it right after it swaps
-the router in, with no await between: a request never sees a router with the agents of
-another config.
-
-One store per gateway, opened from `memory.store` when the first agent appears (a
-gateway without agents opens none) and closed at shutdown. A reload that changes
-`memory.store` keeps the open store and says so: the new URL takes effect at the next
-restart, like `server.port`. The other memory settings (`last_n`, `lease_ttl`, `wait`,
-`retention`) take effect at once.
+Beside `bastion.routing.configure` (config → router parts), and like it knows nothing of
+who serves the agents. Building happens in two steps, so that a config reload that
+cannot work changes nothing: `plan_agents(config)` does everything that can fail —
+imports each tool by its "module:function" path, checks names — and raises
+`ConfigError` naming the field (`agents.support.tools[1]: ...`); `AgentPlan.build`
+then makes the `Agent` against a router, which cannot fail.
 
 Instructions may name runtime-context values as `{key}`: "You help {tier} customers."
 A placeholder is filled when the request's context has the key and left as written
@@ -25,24 +17,20 @@ from __future__ import annotations
 
 import importlib
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
-import structlog
 
 from bastion.agents import Agent, AgentOptions, Tool
 from bastion.agents.options import Instructions
 from bastion.agents.tools import as_tool
 from bastion.config import BastionConfig, ConfigError
 from bastion.config.schema import AgentConfig, MemorySettings, TargetConfig
-from bastion.memory import Memory, MemoryStore, open_store
+from bastion.memory import Memory, MemoryStore
 from bastion.routing import Router, Target
 from bastion.routing.spec import ModelSpec
 from bastion.types import RuntimeContext
-
-_log = structlog.get_logger("bastion.server")
 
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -143,7 +131,9 @@ def plan_agents(config: BastionConfig) -> dict[str, AgentPlan]:
     return plans
 
 
-def _memory(store: MemoryStore, settings: MemorySettings) -> Memory:
+def open_memory(store: MemoryStore, settings: MemorySettings) -> Memory:
+    """The agents' `Memory` over `store` with the `memory:` settings, its retention
+    sweep (when `retention` is set) started."""
     memory = Memory(
         store,
         last_n=settings.last_n,
@@ -151,70 +141,5 @@ def _memory(store: MemoryStore, settings: MemorySettings) -> Memory:
         wait=settings.wait,
         retention=settings.retention,
     )
-    memory.start()  # the retention sweep, when `retention` is set
+    memory.start()
     return memory
-
-
-class AgentHost:
-    """The live agents by name, and the memory store they share."""
-
-    def __init__(self, plans: Mapping[str, AgentPlan]) -> None:
-        self.plans: Mapping[str, AgentPlan] = plans
-        self.agents: Mapping[str, Agent] = {}
-        self.store: MemoryStore | None = None
-        self.memory: Memory | None = None
-        self._store_url: str | None = None
-        self._settings: MemorySettings | None = None
-
-    def get(self, name: str) -> Agent | None:
-        return self.agents.get(name)
-
-    async def prepare(self, settings: MemorySettings, plans: Mapping[str, AgentPlan]) -> None:
-        """Open the store if agents need one and none is open. Nothing live changes:
-        a store open before its agents are installed is merely unused."""
-        if not plans or self.store is not None:
-            if self.store is not None and settings.store != self._store_url:
-                _log.warning(
-                    "memory.store changed; the open store stays until the next restart",
-                    store=_redact(self._store_url or ""),
-                )
-            return
-        try:
-            self.store = await open_store(settings.store)
-        except ValueError as exc:
-            raise ConfigError(f"memory.store: {exc}") from None
-        self._store_url = settings.store
-
-    def install(
-        self, plans: Mapping[str, AgentPlan], router: Router, settings: MemorySettings
-    ) -> Memory | None:
-        """Build the agents of `plans` against `router` and swap them in. Synchronous,
-        so that it can follow the router swap with no await between. Returns a `Memory`
-        that was replaced, for the caller to `aclose()`."""
-        retired: Memory | None = None
-        memory = self.memory
-        if self.store is not None and (memory is None or settings != self._settings):
-            retired, memory = memory, _memory(self.store, settings)
-            self._settings = settings
-        self.agents = {name: plan.build(router, memory, self.store) for name, plan in plans.items()}
-        self.plans = plans
-        self.memory = memory
-        return retired
-
-    async def start(self, settings: MemorySettings, router: Router) -> None:
-        await self.prepare(settings, self.plans)
-        self.install(self.plans, router, settings)
-
-    async def close(self) -> None:
-        memory, self.memory = self.memory, None
-        store, self.store = self.store, None
-        self.agents = {}
-        if memory is not None:
-            await memory.aclose()
-        if store is not None:
-            await store.close()
-
-
-def _redact(url: str) -> str:
-    """A store URL without its password, for a log line."""
-    return re.sub(r"//([^:/@]*):[^@/]*@", r"//\1:***@", url)

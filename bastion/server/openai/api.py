@@ -23,7 +23,7 @@ from bastion.server.coalesce import WriteBuffer, next_or_flush
 from bastion.server.errors import ApiError, from_exception
 from bastion.server.gateway import Gateway
 from bastion.server.keys import GATEWAY, PRINCIPAL
-from bastion.server.openai_codec import ChunkWriter, ParsedChat, completion_body, parse_chat
+from bastion.server.openai.codec import ChunkWriter, ParsedChat, completion_body, parse_chat
 from bastion.types import AttemptRecord, StreamError, StreamFinish, TextDelta, ToolCallDelta
 
 _ids = count(1)

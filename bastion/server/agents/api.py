@@ -3,9 +3,9 @@
     GET  /api/v1/agents                  the agents this key may use, with their tools
     POST /api/v1/agents/{name}/generate  run to the end; the result as JSON
     POST /api/v1/agents/{name}/stream    the run's events as server-sent events
-    GET  /api/v1/agents/{name}/ws        WebSocket: many turns on one socket (agents_ws)
+    GET  /api/v1/agents/{name}/ws        WebSocket: many turns on one socket (`ws`)
 
-A run body is read and checked in full before anything runs (`agents_codec`): a bad
+A run body is read and checked in full before anything runs (`codec`): a bad
 body, an unknown agent, a thread of another resource or a run id already used is a 4xx
 in OpenAI's error shape, and nothing is written. The runtime context is the body's
 `context` over the request's `x-bastion-context-<key>` headers (the body wins); it
@@ -25,12 +25,11 @@ from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
 import structlog
 from aiohttp import web
-from pydantic_core import to_jsonable_python
 
 from bastion.agents import Agent, AgentError, Error, Finished
+from bastion.config.schema import TargetConfig
 from bastion.memory import (
     MemoryStoreError,
     ThreadBusy,
@@ -39,15 +38,16 @@ from bastion.memory import (
     WrongResource,
 )
 from bastion.resilience.errors import UpstreamError
-from bastion.server.agents_codec import (
+from bastion.server.agents.bodies import AgentInfo, AgentList, ModelEntry
+from bastion.server.agents.codec import (
     RunBody,
     event_body,
     header_context,
-    load_json,
     parse_run,
     result_body,
 )
 from bastion.server.coalesce import WriteBuffer, next_or_flush
+from bastion.server.common import dumps, json_response, load_json
 from bastion.server.errors import ApiError, from_exception, invalid
 from bastion.server.gateway import Gateway
 from bastion.server.keys import GATEWAY, PRINCIPAL
@@ -56,25 +56,6 @@ from bastion.types import RuntimeContext, Usage
 _log = structlog.get_logger("bastion.server")
 
 RUN_ID_HEADER = "x-bastion-run-id"
-
-
-def _default(value: Any) -> Any:
-    # Step records hold read-only mappings; an output schema may give pydantic models.
-    if isinstance(value, Mapping):
-        return dict(value)
-    return to_jsonable_python(value, fallback=str)
-
-
-def dumps(body: Any) -> bytes:
-    return orjson.dumps(body, default=_default)
-
-
-def json_response(
-    body: Any, status: int = 200, headers: Mapping[str, str] | None = None
-) -> web.Response:
-    return web.Response(
-        body=dumps(body), status=status, content_type="application/json", headers=headers
-    )
 
 
 # --- errors --------------------------------------------------------------------------
@@ -201,11 +182,14 @@ def record_usage(request: web.Request, usage: Usage) -> None:
 # --- handlers ------------------------------------------------------------------------
 
 
-def _model(plan_model: str | tuple[Any, ...]) -> Any:
+def _model(plan_model: str | tuple[str | TargetConfig, ...]) -> str | list[ModelEntry]:
     if isinstance(plan_model, str):
         return plan_model
     return [
-        {"model": e, "retries": None} if isinstance(e, str) else e.model_dump() for e in plan_model
+        {"model": e, "retries": None}
+        if isinstance(e, str)
+        else {"model": e.model, "retries": e.retries}
+        for e in plan_model
     ]
 
 
@@ -213,7 +197,7 @@ async def list_agents(request: web.Request) -> web.Response:
     """The agents the caller's key may use: name, description, model and tools."""
     gateway = request.app[GATEWAY]
     principal = request.get(PRINCIPAL)
-    data = [
+    data: list[AgentInfo] = [
         {
             "name": name,
             "description": plan.config.description,
@@ -228,7 +212,8 @@ async def list_agents(request: web.Request) -> web.Response:
         for name, plan in gateway.agents.plans.items()
         if principal is None or principal.may_use_agent(name)
     ]
-    return json_response({"object": "list", "data": data})
+    body: AgentList = {"object": "list", "data": data}
+    return json_response(body)
 
 
 async def generate(request: web.Request) -> web.Response:
@@ -291,7 +276,7 @@ async def stream(request: web.Request) -> web.StreamResponse:
 
 
 def add_agent_routes(app: web.Application) -> None:
-    """The HTTP routes; the WebSocket's are `agents_ws.add_agent_socket_routes`."""
+    """The HTTP routes; the WebSocket's are `ws.add_agent_socket_routes`."""
     app.router.add_get("/api/v1/agents", list_agents)
     app.router.add_post("/api/v1/agents/{name}/generate", generate)
     app.router.add_post("/api/v1/agents/{name}/stream", stream)

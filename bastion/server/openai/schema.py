@@ -1,13 +1,11 @@
-"""The schemas and responses of the OpenAPI document (see `openapi.py`).
+"""The OpenAPI operations and schemas of the OpenAI-compatible API (`/v1/*`).
 
-Hand-written rather than derived from the handlers: the chat body is parsed by hand on
-the hot path (`openai_codec`), so there is no model to derive it from, and a contract
-written down on its own is one the tests can hold the code to (the gateway suite runs
-schemathesis against this document). It describes what clients may send and what they
-get back; where the server accepts more (unknown chat fields go upstream as they
-came), the schema says so rather than listing OpenAI's every field.
-
-Built once per app; every caller gets the same bytes.
+Hand-written rather than derived: the chat body is parsed by hand on the hot path
+(`codec`), so there is no model to derive it from, and a contract written down on its
+own is one the tests can hold the code to (the gateway suite runs schemathesis against
+the document). It describes what clients may send and what they get back; where the
+server accepts more (unknown chat fields go upstream as they came), the schema says so
+rather than listing OpenAI's every field.
 """
 
 from __future__ import annotations
@@ -15,17 +13,21 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-Schema = dict[str, Any]
-
-_JSON = "application/json"
-_STR: Schema = {"type": "string"}
-_INT: Schema = {"type": "integer"}
-_NUM: Schema = {"type": "number"}
-_BOOL: Schema = {"type": "boolean"}
-
-
-def _ref(name: str) -> Schema:
-    return {"$ref": f"#/components/schemas/{name}"}
+from bastion.server.common import (
+    BOOL,
+    ERRORS,
+    INT,
+    JSON,
+    NUM,
+    STR,
+    Schema,
+    body_of,
+    header,
+    json_text,
+    operation,
+    ref,
+    sse_event,
+)
 
 
 def _object(properties: Schema, required: Sequence[str] = (), **extra: Any) -> Schema:
@@ -43,23 +45,10 @@ def _array(items: Schema, **extra: Any) -> Schema:
     return {"type": "array", "items": items, **extra}
 
 
-def _body(
-    schema: Schema, description: str, *, media: str = _JSON, headers: Schema | None = None
-) -> Schema:
-    """A response (or a request body) of one media type."""
-    out: Schema = {"description": description, "content": {media: {"schema": schema}}}
-    if headers:
-        out["headers"] = headers
-    return out
-
-
-# --- chat completions ----------------------------------------------------------------
-
-
 def _message(roles: list[str], description: str, *, tool: bool = False) -> Schema:
     """A message whose content is required: every role but assistant."""
-    properties: Schema = {"role": {"enum": roles}, "content": _ref("Content")}
-    properties.update({"tool_call_id": _STR} if tool else {"name": _STR})
+    properties: Schema = {"role": {"enum": roles}, "content": ref("Content")}
+    properties.update({"tool_call_id": STR} if tool else {"name": STR})
     required = ["role", "content", "tool_call_id"] if tool else ["role", "content"]
     return _object(properties, required, description=description)
 
@@ -67,7 +56,7 @@ def _message(roles: list[str], description: str, *, tool: bool = False) -> Schem
 _FUNCTION_NAME: Schema = {"type": "string", "minLength": 1}
 _USAGE_FIELDS = ("prompt_tokens", "completion_tokens", "total_tokens")
 
-_CHAT_SCHEMAS: Schema = {
+SCHEMAS: Schema = {
     "ChatRequest": _object(
         {
             "model": {
@@ -80,15 +69,15 @@ _CHAT_SCHEMAS: Schema = {
                     "oneOf": [
                         _message(["system", "developer"], "Instructions (developer = system)."),
                         _message(["user"], "The user's turn."),
-                        _ref("AssistantMessage"),
+                        ref("AssistantMessage"),
                         _message(["tool"], "A tool's result.", tool=True),
                     ]
                 },
                 minItems=1,
             ),
             "stream": {"type": "boolean", "default": False},
-            "stream_options": _nullable(_object({"include_usage": _BOOL})),
-            "tools": _nullable(_array(_ref("Tool"))),
+            "stream_options": _nullable(_object({"include_usage": BOOL})),
+            "tools": _nullable(_array(ref("Tool"))),
             "tool_choice": _nullable(
                 {
                     "anyOf": [
@@ -96,7 +85,7 @@ _CHAT_SCHEMAS: Schema = {
                         _object(
                             {
                                 "type": {"const": "function"},
-                                "function": _object({"name": _STR}, ["name"]),
+                                "function": _object({"name": STR}, ["name"]),
                             },
                             ["type", "function"],
                         ),
@@ -116,26 +105,26 @@ _CHAT_SCHEMAS: Schema = {
     ),
     "Content": {
         "description": "A string, or an array of text parts (joined in order).",
-        "anyOf": [_STR, _array(_ref("TextPart"))],
+        "anyOf": [STR, _array(ref("TextPart"))],
     },
     "TextPart": _object(
-        {"type": {"const": "text"}, "text": _STR},
+        {"type": {"const": "text"}, "text": STR},
         ["type", "text"],
         description="A text part. Other part types (images, audio) are refused.",
     ),
     "AssistantMessage": _object(
         {
             "role": {"const": "assistant"},
-            "content": _nullable(_ref("Content")),
-            "name": _STR,
-            "tool_calls": _nullable(_array(_ref("ToolCall"))),
+            "content": _nullable(ref("Content")),
+            "name": STR,
+            "tool_calls": _nullable(_array(ref("ToolCall"))),
         },
         ["role"],
         description="An answer; content may be null when it only calls tools.",
     ),
     "ToolCall": _object(
         {
-            "id": _STR,
+            "id": STR,
             "type": {"const": "function"},
             "function": _object(
                 {"name": _FUNCTION_NAME, "arguments": {"type": "string", "description": "JSON."}},
@@ -150,7 +139,7 @@ _CHAT_SCHEMAS: Schema = {
             "function": _object(
                 {
                     "name": _FUNCTION_NAME,
-                    "description": _STR,
+                    "description": STR,
                     "parameters": {"type": "object", "description": "A JSON schema."},
                 },
                 ["name"],
@@ -160,30 +149,30 @@ _CHAT_SCHEMAS: Schema = {
     ),
     "ChatCompletion": _object(
         {
-            "id": _STR,
+            "id": STR,
             "object": {"const": "chat.completion"},
-            "created": _INT,
+            "created": INT,
             "model": {"type": "string", "description": "The upstream model that answered."},
             "choices": _array(
                 _object(
-                    {"index": _INT, "message": _ref("AssistantMessage"), "finish_reason": _STR},
+                    {"index": INT, "message": ref("AssistantMessage"), "finish_reason": STR},
                     ["index", "message", "finish_reason"],
                 )
             ),
-            "usage": _ref("Usage"),
+            "usage": ref("Usage"),
         },
         ["id", "object", "created", "model", "choices", "usage"],
     ),
     "ChatCompletionChunk": _object(
         {
-            "id": _STR,
+            "id": STR,
             "object": {"const": "chat.completion.chunk"},
-            "created": _INT,
-            "model": _STR,
+            "created": INT,
+            "model": STR,
             "choices": _array(
                 _object(
                     {
-                        "index": _INT,
+                        "index": INT,
                         "delta": _object(
                             {
                                 "role": {"const": "assistant"},
@@ -191,10 +180,10 @@ _CHAT_SCHEMAS: Schema = {
                                 "tool_calls": _array(
                                     _object(
                                         {
-                                            "index": _INT,
-                                            "id": _STR,
+                                            "index": INT,
+                                            "id": STR,
                                             "type": {"const": "function"},
-                                            "function": _object({"name": _STR, "arguments": _STR}),
+                                            "function": _object({"name": STR, "arguments": STR}),
                                         },
                                         ["index"],
                                     )
@@ -206,7 +195,7 @@ _CHAT_SCHEMAS: Schema = {
                     ["index", "delta"],
                 )
             ),
-            "usage": _ref("Usage"),
+            "usage": ref("Usage"),
         },
         ["id", "object", "created", "model", "choices"],
         description="With `stream_options.include_usage`, a last chunk has no choices "
@@ -220,7 +209,7 @@ _CHAT_SCHEMAS: Schema = {
             "object": {"const": "list"},
             "data": _array(
                 _object(
-                    {"id": _STR, "object": {"const": "model"}, "created": _INT, "owned_by": _STR},
+                    {"id": STR, "object": {"const": "model"}, "created": INT, "owned_by": STR},
                     ["id", "object", "created", "owned_by"],
                 )
             ),
@@ -228,6 +217,9 @@ _CHAT_SCHEMAS: Schema = {
         ["object", "data"],
     ),
 }
+
+# One message of a chat body: what the agents' run bodies and answers hold, too.
+SCHEMAS["ChatMessage"] = SCHEMAS["ChatRequest"]["properties"]["messages"]["items"]
 
 
 _QUESTION = [
@@ -248,21 +240,11 @@ _CHAT_EXAMPLES: Schema = {
 }
 
 
-def _sse_event(data: Schema, description: str, **fields: Schema) -> Schema:
-    """One server-sent event, as OpenAPI 3.2's `itemSchema` has it and schemathesis
-    reads a 3.1 event-stream `schema`: `data` is the text after `data: `."""
-    return _object({**fields, "data": data}, ["data"], description=description)
-
-
-def _json_text(schema: Schema) -> Schema:
-    return {"type": "string", "contentMediaType": _JSON, "contentSchema": schema}
-
-
-_STREAM_EVENT = _sse_event(
+_STREAM_EVENT = sse_event(
     {
         "anyOf": [
             {"const": "[DONE]"},
-            _json_text({"anyOf": [_ref("ChatCompletionChunk"), _ref("Error")]}),
+            json_text({"anyOf": [ref("ChatCompletionChunk"), ref("Error")]}),
         ]
     },
     "One `chat.completion.chunk` per event, then `[DONE]`. A failure after the first "
@@ -270,84 +252,41 @@ _STREAM_EVENT = _sse_event(
 )
 
 
-def _header(description: str, schema: Schema) -> Schema:
-    return {"description": description, "schema": schema}
-
-
 _ANSWER_HEADERS: Schema = {
-    "x-bastion-endpoint": _header("The endpoint that served the answer.", _STR),
-    "x-bastion-attempts": _header("How many upstream attempts it took.", _INT),
-    "x-bastion-overhead-ms": _header("The gateway's own time, upstream time excluded.", _NUM),
-    "x-bastion-degraded": _header("`true` for the group's degraded reply.", _STR),
+    "x-bastion-endpoint": header("The endpoint that served the answer.", STR),
+    "x-bastion-attempts": header("How many upstream attempts it took.", INT),
+    "x-bastion-overhead-ms": header("The gateway's own time, upstream time excluded.", NUM),
+    "x-bastion-degraded": header("`true` for the group's degraded reply.", STR),
 }
 
-# --- errors --------------------------------------------------------------------------
 
-_ERROR: Schema = _object(
-    {
-        "error": _object(
-            {
-                "message": _STR,
-                "type": _STR,
-                "param": {
-                    "type": ["string", "null"],
-                    "description": "The offending field, as a path: `messages[0].role`.",
-                },
-                "code": {"type": ["string", "null"]},
-                "attempts": _array(
-                    _object(
-                        {
-                            "endpoint": _STR,
-                            "model": _STR,
-                            "kind": {"type": ["string", "null"]},
-                            "status": {"type": ["integer", "null"]},
-                            "duration_ms": _NUM,
-                        }
-                    ),
-                    description="When every target failed: what each attempt met.",
-                ),
-                "line": {
-                    "type": ["integer", "null"],
-                    "description": "For an invalid config: the line at fault.",
-                },
+def paths() -> Schema:
+    """The operations under `/v1/`."""
+    chat = operation(
+        "createChatCompletion",
+        "A chat completion, streamed or not, failing over across endpoints.",
+        {
+            "description": "The answer (JSON), or its stream (server-sent events).",
+            "headers": _ANSWER_HEADERS,
+            "content": {
+                JSON: {"schema": ref("ChatCompletion")},
+                "text/event-stream": {"schema": _STREAM_EVENT},
             },
-            ["message", "type", "param", "code"],
-        )
-    },
-    ["error"],
-    description="OpenAI's error shape, so the SDKs raise their typed exceptions.",
-)
-
-_RETRY_AFTER = {"Retry-After": _header("Seconds to wait before trying again.", _INT)}
-
-# name: (status codes, description, headers)
-_ERRORS: dict[str, tuple[tuple[str, ...], str, Schema]] = {
-    "BadRequest": (("400",), "Malformed input; `error.param` names the field.", {}),
-    "Unauthorized": (
-        ("401",),
-        "No API key, or an unknown one.",
-        {"WWW-Authenticate": _header("The scheme to use.", _STR)},
-    ),
-    "Forbidden": (("403",), "The key may not use this model or operation.", {}),
-    "NotFound": (("404",), "No such model, endpoint, agent, thread, run or path.", {}),
-    "Conflict": (("409",), "The thread is busy or changed, or the run id is taken.", {}),
-    "PayloadTooLarge": (("413",), "The body is larger than `server.max_body`.", {}),
-    "RateLimited": (("429",), "A rate limit was reached.", _RETRY_AFTER),
-    "UpstreamFailed": (
-        ("502", "503", "504"),
-        "Every target failed or none is available (`error.attempts` lists the attempts), "
-        "an agent hit a bound (`error.code`: step_limit, ...), or the memory store is away.",
-        _RETRY_AFTER,
-    ),
-}
-
-
-def _errors(*names: str) -> Schema:
-    return {
-        code: {"$ref": f"#/components/responses/{name}"}
-        for name in names
-        for code in _ERRORS[name][0]
-    }
-
-
-# --- the control plane ---------------------------------------------------------------
+        },
+        tuple(ERRORS),
+        requestBody={
+            "required": True,
+            "content": {JSON: {"schema": ref("ChatRequest"), "examples": _CHAT_EXAMPLES}},
+        },
+    )
+    models = operation(
+        "listModels",
+        "The model groups and endpoints this key may use.",
+        body_of(ref("ModelList"), "The models."),
+        ("Unauthorized",),
+    )
+    out: Schema = {"/v1/chat/completions": {"post": chat}, "/v1/models": {"get": models}}
+    for item in out.values():
+        for op in item.values():
+            op["tags"] = ["openai"]
+    return out
