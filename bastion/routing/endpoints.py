@@ -145,15 +145,13 @@ class EndpointRuntime(Generic[M]):
     def accepts_prefill(self) -> bool:
         """Whether a broken stream is continued here by prefill (else by instruction).
 
-        `prefill: supported` forces prefill (vLLM, llama.cpp and other servers that
-        continue a trailing assistant message opt in); `unsupported` never prefills.
-        `auto` follows what the provider does with a trailing assistant message:
-        Anthropic continues it, so it is prefilled until the endpoint rejects one;
-        OpenAI's API answers it anew, so an OpenAI-compatible endpoint is asked by
-        instruction.
+        `prefill: supported` prefills whatever the provider (vLLM, llama.cpp and other
+        servers that continue a trailing assistant message opt in); `unsupported` never
+        prefills. `auto` follows what the provider does with a trailing assistant
+        message: Anthropic continues it, so it is prefilled; OpenAI's API answers it
+        anew, so an OpenAI-compatible endpoint is asked by instruction. An endpoint that
+        has rejected a prefill is asked by instruction from then on, either way.
         """
-        if self.endpoint.prefill == "supported":
-            return True
-        if self.endpoint.prefill == "unsupported":
+        if self.endpoint.prefill == "unsupported" or self.prefill_ok is False:
             return False
-        return self.endpoint.provider in PREFILL_PROVIDERS and self.prefill_ok is not False
+        return self.endpoint.prefill == "supported" or self.endpoint.provider in PREFILL_PROVIDERS

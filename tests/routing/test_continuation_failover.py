@@ -9,6 +9,7 @@ from bastion import (
     Endpoint,
     Fail,
     ModelGroup,
+    Reply,
     Router,
     RouterOptions,
     ScriptedModel,
@@ -119,3 +120,18 @@ async def test_a_restart_that_stops_before_the_cut_is_not_taken_for_the_end_of_t
     text, stream_events = await read(router)
     assert text == ANSWER[:CUT]
     assert stream_events[-1].finish_reason == "error"
+
+
+async def test_an_endpoint_said_to_support_prefill_that_rejects_one_is_asked_by_instruction():
+    events: list = []
+
+    def strict(request) -> Reply | Fail:
+        if request.messages[-1].role == "assistant":
+            return Fail("prefill_rejected", status=400, message="prefill not supported")
+        return Reply(ANSWER)  # asked to go on, it starts over
+
+    backup = ScriptedModel(default=strict)
+    router = build({"primary": broken(), "backup": backup}, {"backup": "supported"}, events)
+    text, stream_events = await read(router)
+    assert text == ANSWER and stream_events[-1].finish_reason == "stop"
+    assert [r.messages[-1].role for r in backup.requests] == ["assistant", "user"]
