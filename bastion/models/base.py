@@ -79,7 +79,12 @@ class Endpoint:
     `provider` names an entry of `bastion.models.providers.PROVIDERS` for a router to
     build the model from; an endpoint handed to a router with its own model may name
     anything. `headers` go with every request (a mapping is accepted). `reply` is the
-    fixed answer of a scripted endpoint. `health=False` turns active probing off."""
+    fixed answer of a scripted endpoint. `health=False` turns active probing off.
+
+    `prefill` says how a stream broken mid-answer is continued here: `auto` (default)
+    prefills on Anthropic and asks an OpenAI-compatible endpoint by instruction
+    (OpenAI's API answers a trailing assistant message anew); `supported` forces
+    prefill (vLLM, llama.cpp); `unsupported` never prefills."""
 
     id: Annotated[str, Field(min_length=1)]
     provider: str

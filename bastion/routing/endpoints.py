@@ -12,6 +12,9 @@ from bastion.models.base import ChatModel, Endpoint
 from bastion.resilience.breaker import CircuitBreaker
 from bastion.resilience.budget import RetryBudget
 
+# Providers whose API continues a trailing assistant message (the scripted model does too).
+PREFILL_PROVIDERS = frozenset({"anthropic", "scripted"})
+
 
 @dataclass(slots=True)
 class Ewma:
@@ -140,8 +143,15 @@ class EndpointRuntime(Generic[M]):
         return own if own is not None else self.first_token.value
 
     def accepts_prefill(self) -> bool:
-        if self.endpoint.prefill == "supported":
-            return True
-        if self.endpoint.prefill == "unsupported":
+        """Whether a broken stream is continued here by prefill (else by instruction).
+
+        `prefill: supported` prefills whatever the provider (vLLM, llama.cpp and other
+        servers that continue a trailing assistant message opt in); `unsupported` never
+        prefills. `auto` follows what the provider does with a trailing assistant
+        message: Anthropic continues it, so it is prefilled; OpenAI's API answers it
+        anew, so an OpenAI-compatible endpoint is asked by instruction. An endpoint that
+        has rejected a prefill is asked by instruction from then on, either way.
+        """
+        if self.endpoint.prefill == "unsupported" or self.prefill_ok is False:
             return False
-        return self.prefill_ok is not False
+        return self.endpoint.prefill == "supported" or self.endpoint.provider in PREFILL_PROVIDERS

@@ -17,7 +17,7 @@ from bastion.testing.faults import FAULT_KINDS, Fault
 from bastion.testing.fleet import Fleet
 from bastion.testing.log import AttemptLog
 from bastion.testing.params import FaultError
-from bastion.testing.plan import PrefillMode
+from bastion.testing.plan import InstructMode, PrefillMode
 from bastion.testing.server import DEFAULT_TEXT, FakeUpstream
 
 __all__ = [
@@ -28,5 +28,6 @@ __all__ = [
     "Fault",
     "FaultError",
     "Fleet",
+    "InstructMode",
     "PrefillMode",
 ]

@@ -1,6 +1,7 @@
 """Run a fleet until SIGINT/SIGTERM, for tests that start Bastion as a subprocess.
 
-    python -m bastion.testing --upstream primary=9001 --upstream secondary=9002
+    python -m bastion.testing --upstream primary=9001 --upstream secondary=9002 \
+        [--prefill ignore] [--instruct restart] [--overlap-words 3]
 
 When every upstream listens, one line of JSON goes to stdout mapping each name to its
 base URL: `{"primary": "http://127.0.0.1:9001/v1", ...}`. Port 0 picks a free port.
@@ -17,6 +18,7 @@ import sys
 from collections.abc import Sequence
 
 from bastion.testing.fleet import Fleet
+from bastion.testing.plan import INSTRUCT_MODES, PREFILL_MODES
 from bastion.testing.server import DEFAULT_TEXT, FakeUpstream
 
 
@@ -44,7 +46,29 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--chunk-delay", type=float, default=0.0, help="seconds between streamed chunks"
     )
+    parser.add_argument(
+        "--prefill",
+        choices=PREFILL_MODES,
+        default="continue",
+        help="what a final assistant message gets: continued, ignored (the answer starts "
+        "over, as OpenAI's API does) or rejected (default: continue)",
+    )
+    parser.add_argument(
+        "--instruct",
+        choices=INSTRUCT_MODES,
+        default="overlap",
+        help="how a 'please continue' request is answered: cleanly, repeating the last "
+        "words or sentence, starting over, or starting over reworded (default: overlap)",
+    )
+    parser.add_argument(
+        "--overlap-words",
+        type=int,
+        default=3,
+        help="words repeated by --instruct overlap (default: 3)",
+    )
     args = parser.parse_args(argv)
+    if args.overlap_words < 0:
+        parser.error("--overlap-words must be >= 0")
     names = [name for name, _ in args.upstream]
     if len(set(names)) != len(names):
         parser.error("upstream names must be unique")
@@ -53,7 +77,16 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 async def serve(args: argparse.Namespace) -> None:
     fleet = Fleet(
-        FakeUpstream(name, text=args.text, host=args.host, port=port, chunk_delay=args.chunk_delay)
+        FakeUpstream(
+            name,
+            text=args.text,
+            host=args.host,
+            port=port,
+            chunk_delay=args.chunk_delay,
+            prefill=args.prefill,
+            instruct=args.instruct,
+            overlap_words=args.overlap_words,
+        )
         for name, port in args.upstream
     )
     stop = asyncio.Event()

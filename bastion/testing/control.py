@@ -6,6 +6,9 @@
     POST   /_fleet/heal       back to healthy (no queued faults, every default ok)
     GET    /_fleet/attempts   {"upstream", "attempts": [AttemptLog...], "probes", "queued"}
     DELETE /_fleet/attempts   forget attempts and probes
+    GET    /_fleet/continuation  how a cut answer is continued:
+                                 {"prefill", "instruct", "overlap_words"}
+    PUT    /_fleet/continuation  change some of those (heal restores them)
 
 Bad input gets a 400 whose `error.field` names what was wrong.
 """
@@ -62,7 +65,16 @@ def control_routes(upstream: FakeUpstream) -> list[web.RouteDef]:
         upstream.clear_attempts()
         return _ok({"attempts": []})
 
+    async def get_continuation(request: web.Request) -> web.StreamResponse:
+        return _ok(upstream.settings.continuation())
+
+    async def put_continuation(request: web.Request) -> web.StreamResponse:
+        upstream.settings = upstream.settings.with_continuation(await _json(request))
+        return _ok(upstream.settings.continuation())
+
     return [
+        web.get("/_fleet/continuation", get_continuation),
+        web.put("/_fleet/continuation", _validated(put_continuation)),
         web.put("/_fleet/default", _validated(put_default)),
         web.post("/_fleet/script", _validated(post_script)),
         web.delete("/_fleet/script", delete_script),

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections import deque
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from email.utils import formatdate
 from typing import Any, Literal
 
@@ -37,7 +37,17 @@ from bastion.testing.params import FaultError, ToolCallSpec
 
 PrefillMode = Literal["continue", "ignore", "reject"]
 """What an upstream does with a final assistant message: continue it (vLLM, Anthropic),
-ignore it and answer afresh, or reject it with a 400."""
+ignore it and start its answer over (OpenAI's API), or reject it with a 400."""
+
+InstructMode = Literal["continue", "overlap", "sentence", "restart", "reword"]
+"""What an upstream does when asked to continue its cut answer by instruction (the
+partial answer as an assistant message, then a user message): continue right where it
+stopped, first repeat its last `overlap_words` words (the default), first repeat the
+sentence it stopped in, start its answer over, or start over with small changes to the
+part already given (see `reword`)."""
+
+PREFILL_MODES: tuple[PrefillMode, ...] = ("continue", "ignore", "reject")
+INSTRUCT_MODES: tuple[InstructMode, ...] = ("continue", "overlap", "sentence", "restart", "reword")
 
 ErrorName = Literal["status", "context_length", "content_filter", "prefill", "bad_request"]
 Glitch = Cut | Stall | Malformed | InbandError
@@ -88,6 +98,44 @@ class Settings:
     prefill: PrefillMode = "continue"
     chunk_chars: int = 8
     chunk_delay: float = 0.0
+    instruct: InstructMode = "overlap"
+
+    def __post_init__(self) -> None:
+        if self.prefill not in PREFILL_MODES:
+            raise FaultError("prefill", f"expected one of {', '.join(PREFILL_MODES)}")
+        if self.instruct not in INSTRUCT_MODES:
+            raise FaultError("instruct", f"expected one of {', '.join(INSTRUCT_MODES)}")
+        if self.overlap_words < 0:
+            raise FaultError("overlap_words", f"must be >= 0, got {self.overlap_words}")
+        if self.chunk_chars < 1:
+            raise FaultError("chunk_chars", f"must be >= 1, got {self.chunk_chars}")
+        if self.chunk_delay < 0:
+            raise FaultError("chunk_delay", f"must be >= 0, got {self.chunk_delay}")
+
+    def continuation(self) -> dict[str, Any]:
+        """How this upstream continues a cut answer, as `with_continuation` reads it."""
+        return {
+            "prefill": self.prefill,
+            "instruct": self.instruct,
+            "overlap_words": self.overlap_words,
+        }
+
+    def with_continuation(self, changes: Mapping[str, Any]) -> Settings:
+        """These settings with some of `continuation()` changed; `FaultError` names a
+        field that is unknown or of the wrong type."""
+        if not isinstance(changes, Mapping):
+            raise FaultError("continuation", "expected an object")
+        values = self.continuation()
+        for key, value in changes.items():
+            if key not in values:
+                raise FaultError(key, f"unknown field; expected {', '.join(values)}")
+            if key == "overlap_words":
+                if isinstance(value, bool) or not isinstance(value, int):
+                    raise FaultError(key, f"expected an integer, got {value!r}")
+            elif not isinstance(value, str):
+                raise FaultError(key, f"expected a string, got {value!r}")
+            values[key] = value
+        return replace(self, **values)
 
 
 # --- plans ------------------------------------------------------------------------------
@@ -146,10 +194,11 @@ def answer_text(full: str, turns: tuple[Turn, ...], settings: Settings) -> str:
     """The part of `full` this request should get, by the continuation rules.
 
     A final assistant message P (a prefill) is continued: the answer is what follows P
-    in `full` (all of `full` if P is not its prefix). An assistant message P that is a
-    proper prefix of `full`, followed by one last user message ("please continue"), is
-    continued the way a real model does it: from `overlap_words` words before the end
-    of P, so the caller has an overlap to trim.
+    in `full` (all of `full` if P is not its prefix, or if the upstream ignores
+    prefills). An assistant message P that is a proper prefix of `full`, followed by
+    one last user message ("please continue"), is answered as `settings.instruct` says
+    (see `InstructMode`); by default from `overlap_words` words before the end of P, as
+    a real model tends to, so the caller has an overlap to trim.
     """
     if turns and turns[-1].role == "assistant" and turns[-1].text:
         if settings.prefill != "continue":
@@ -159,11 +208,53 @@ def answer_text(full: str, turns: tuple[Turn, ...], settings: Settings) -> str:
     if len(turns) >= 2 and turns[-1].role == "user" and turns[-2].role == "assistant":
         prefix = turns[-2].text
         if prefix and len(prefix) < len(full) and full.startswith(prefix):
-            if settings.overlap_words <= 0:
-                return full[len(prefix) :]
-            starts = [m.start() for m in _WORD.finditer(prefix)]
-            return full[starts[max(0, len(starts) - settings.overlap_words)] :]
+            return _continued(full, prefix, settings)
     return full
+
+
+def _continued(full: str, prefix: str, settings: Settings) -> str:
+    rest = full[len(prefix) :]
+    mode = settings.instruct
+    if mode == "restart":
+        return full
+    if mode == "reword":
+        return reword(prefix) + rest
+    if mode == "sentence":
+        return full[sentence_start(prefix) :]
+    if mode == "continue" or settings.overlap_words <= 0:
+        return rest
+    starts = [m.start() for m in _WORD.finditer(prefix)]
+    return full[starts[max(0, len(starts) - settings.overlap_words)] :]
+
+
+_SENTENCE_BREAK = re.compile(r"[.!?]+\s+")
+
+
+def sentence_start(prefix: str) -> int:
+    """Where the sentence `prefix` stops in begins; if `prefix` stops between two
+    sentences, where the one before begins."""
+    end = len(prefix.rstrip())
+    starts = [0, *(m.end() for m in _SENTENCE_BREAK.finditer(prefix))]
+    return max(s for s in starts if s < end) if end else 0
+
+
+def reword(prefix: str) -> str:
+    """`prefix` said again with small changes, as a model starting over tends to: the
+    first word's case flipped, the space after it doubled, and its middle word replaced
+    by "indeed" — all before its last three words, which stay as they were."""
+    parts = re.split(r"(\s+)", prefix)
+    words = [i for i, part in enumerate(parts) if part and not part.isspace()]
+    editable = words[:-3]
+    if not editable:
+        return prefix
+    first = editable[0]
+    parts[first] = parts[first][0].swapcase() + parts[first][1:]
+    if first + 1 < len(parts) and parts[first + 1] == " ":
+        parts[first + 1] = "  "
+    if len(editable) >= 3:
+        middle = editable[len(editable) // 2]
+        parts[middle] = re.sub(r"^\w+", "indeed", parts[middle])
+    return "".join(parts)
 
 
 def retry_after_headers(fault: Status, wall_now: float) -> tuple[tuple[str, str], ...]:

@@ -20,6 +20,7 @@ from bastion.testing.log import AttemptLog
 from bastion.testing.openai_wire import OpenAIWire
 from bastion.testing.plan import (
     Incoming,
+    InstructMode,
     PrefillMode,
     Schedule,
     Settings,
@@ -47,8 +48,13 @@ class FakeUpstream:
     takes the next queued fault (`script`) or else the standing one (`set_default`).
 
     Every answer is a slice of one full `text` (see `plan.answer_text` for the
-    continuation rules); `overlap_words` is how many words a "please continue"
-    answer repeats; `prefill` is what a final assistant message gets.
+    continuation rules). How a cut answer is continued, like real providers do it:
+    `prefill` is what a final assistant message gets (`PrefillMode`: continued,
+    ignored with the answer started over, or refused); `instruct` is how a "please
+    continue" request is answered (`InstructMode`: cleanly, repeating the last
+    `overlap_words` words or the last sentence, starting over, or starting over with
+    small changes). `set_continuation` changes them while running; `heal` restores
+    them. Bad values raise `FaultError` (a ValueError) naming the field.
     """
 
     def __init__(
@@ -62,14 +68,12 @@ class FakeUpstream:
         prefill: PrefillMode = "continue",
         chunk_chars: int = 8,
         chunk_delay: float = 0.0,
+        instruct: InstructMode = "overlap",
     ) -> None:
-        if overlap_words < 0 or chunk_chars < 1 or chunk_delay < 0:
-            raise ValueError("overlap_words and chunk_delay must be >= 0, chunk_chars >= 1")
-        if prefill not in ("continue", "ignore", "reject"):
-            raise ValueError(f"prefill must be continue, ignore or reject, not {prefill!r}")
         self.name = name
         self.host = host
-        self.settings = Settings(text, overlap_words, prefill, chunk_chars, chunk_delay)
+        self.settings = Settings(text, overlap_words, prefill, chunk_chars, chunk_delay, instruct)
+        self._initial = self.settings
         self._requested_port = port
         self._port: int | None = None
         self._runner: web.AppRunner | None = None
@@ -171,8 +175,24 @@ class FakeUpstream:
         self._schedule.clear_queued()
 
     def heal(self) -> None:
-        """Back to healthy: no queued faults, every default `ok`. Attempts are kept."""
+        """Back to healthy: no queued faults, every default `ok`, the continuation
+        behaviour it was made with. Attempts are kept."""
         self._schedule.heal(time.monotonic())
+        self.settings = self._initial
+
+    def set_continuation(
+        self,
+        *,
+        prefill: PrefillMode | None = None,
+        instruct: InstructMode | None = None,
+        overlap_words: int | None = None,
+    ) -> None:
+        """Change how a cut answer is continued (see the class docstring); what is not
+        given stays as it is."""
+        given = {"prefill": prefill, "instruct": instruct, "overlap_words": overlap_words}
+        self.settings = self.settings.with_continuation(
+            {key: value for key, value in given.items() if value is not None}
+        )
 
     @property
     def queued(self) -> dict[str | None, int]:

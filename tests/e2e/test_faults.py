@@ -238,7 +238,8 @@ async def test_degraded_answer_when_everything_is_down(fleet, make_router):
 
 async def test_cut_stream_continues_by_prefill_with_no_repeated_text(fleet, make_router):
     fleet["primary"].set_default(Fault.cut(after_chars=17))
-    stream = make_router().stream(QUESTION)
+    router = make_router(endpoints={"secondary": {"prefill": "supported"}})
+    stream = router.stream(QUESTION)
     text, events = await read_stream(stream)
     assert text == DEFAULT_TEXT
     assert events[-1].finish_reason == "stop"
@@ -247,9 +248,34 @@ async def test_cut_stream_continues_by_prefill_with_no_repeated_text(fleet, make
     assert stream.endpoint == "secondary" and stream.seams == 1
 
 
+async def test_cut_stream_continues_on_an_openai_endpoint_by_instruction_by_default(
+    fleet, make_router
+):
+    fleet["primary"].set_default(Fault.cut(after_chars=17))
+    text, events = await read_stream(make_router().stream(QUESTION))
+    assert text == DEFAULT_TEXT and events[-1].finish_reason == "stop"
+    (continuation,) = fleet["secondary"].attempts
+    assert not continuation.prefill
+    assert continuation.messages[-2]["content"] == DEFAULT_TEXT[:17]
+
+
+async def test_cut_stream_on_a_prefilled_target_that_starts_over_is_read_once(fleet, make_router):
+    # Told it supports prefill, the upstream ignores it and answers anew, as OpenAI does.
+    fleet["primary"].set_default(Fault.cut(after_chars=17))
+    fleet["secondary"].set_continuation(prefill="ignore")
+    router = make_router(endpoints={"secondary": {"prefill": "supported"}})
+    text, events = await read_stream(router.stream(QUESTION))
+    assert text == DEFAULT_TEXT and events[-1].finish_reason == "stop"
+    (continuation,) = fleet["secondary"].attempts
+    assert continuation.prefill and continuation.text == DEFAULT_TEXT
+
+
 async def test_cut_stream_continues_on_a_target_that_rejects_prefill(fleet, make_router):
     fleet["primary"].set_default(Fault.cut(after_chars=17))
-    stream = make_router(["primary", "noprefill"]).stream(QUESTION)
+    # An Anthropic endpoint is prefilled by default, until it rejects a prefill.
+    anthropic = {"provider": "anthropic", "base_url": fleet["noprefill"].url, "api_key": "k"}
+    router = make_router(["primary", "noprefill"], endpoints={"noprefill": anthropic})
+    stream = router.stream(QUESTION)
     text, events = await read_stream(stream)
     assert text == DEFAULT_TEXT and events[-1].finish_reason == "stop"
     rejected, instructed = fleet["noprefill"].attempts

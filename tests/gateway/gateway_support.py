@@ -92,10 +92,13 @@ def _stop(proc: subprocess.Popen[Any], timeout: float = STOP_TIMEOUT) -> int:
 
 
 class FleetProcess:
-    """`python -m bastion.testing` in its own process, scripted over its control routes."""
+    """`python -m bastion.testing` in its own process, scripted over its control routes;
+    `flags` go to its command line (`--text`, `--instruct`, ...)."""
 
-    def __init__(self, names: tuple[str, ...] = ("primary", "secondary")) -> None:
-        args = [sys.executable, "-m", "bastion.testing"]
+    def __init__(
+        self, names: tuple[str, ...] = ("primary", "secondary"), flags: tuple[str, ...] = ()
+    ) -> None:
+        args = [sys.executable, "-m", "bastion.testing", *flags]
         for name in names:
             args += ["--upstream", f"{name}=0"]
         self.proc = subprocess.Popen(

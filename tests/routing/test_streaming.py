@@ -25,7 +25,7 @@ from bastion import (
 )
 from bastion.observability.events import HedgeStarted, HedgeWon, RequestFinished, StreamSeam
 from bastion.resilience.clock import FakeClock
-from bastion.routing.continuation import CONTINUE_INSTRUCTION, find_overlap
+from bastion.routing.continuation import CONTINUE_INSTRUCTION
 
 ANSWER = "The quick brown fox jumps over the lazy dog and runs far away into the woods."
 
@@ -207,19 +207,6 @@ async def test_hedged_complete_returns_the_first_answer_and_cancels_the_loser():
     answer = await router.complete(chat("x"))
     assert answer.text == "fast"
     assert all(s.in_flight == 0 for s in router.status())
-
-
-@pytest.mark.parametrize(
-    ("sent", "head", "dropped"),
-    [
-        ("The quick brown fox", " brown fox jumps", len(" brown fox")),
-        ("The quick brown fox ju", "brown fox jumps", len("brown fox ju")),
-        ("The quick brown fox", " jumps over", 0),
-        ("a", "a b c", 0),  # too short to be a repeat rather than a coincidence
-    ],
-)
-def test_overlap_between_sent_tail_and_continuation_head(sent, head, dropped):
-    assert find_overlap(sent, head) == dropped
 
 
 async def test_a_stream_its_reader_leaves_ends_on_record_as_cancelled():

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from bastion.testing import DEFAULT_TEXT, FakeUpstream, Fault, Fleet
+import pytest
+
+from bastion.testing import DEFAULT_TEXT, FakeUpstream, Fault, FaultError, Fleet
 
 
 def prefill(text: str) -> tuple[dict[str, str], dict[str, str]]:
@@ -49,3 +51,67 @@ async def test_the_attempt_log_keeps_the_messages_received(up, chat) -> None:
     await chat(up, *messages)
     assert up.attempts[0].messages == messages
     assert up.attempts[0].body["model"] == "gpt-test"
+
+
+def please_continue(text: str) -> tuple[dict[str, str], ...]:
+    return (*prefill(text), {"role": "user", "content": "Continue where you stopped."})
+
+
+async def test_an_upstream_that_ignores_prefill_starts_its_answer_over(chat) -> None:
+    async with FakeUpstream("openai-like", prefill="ignore") as up:
+        reply = await chat(up, *prefill("The quick brown fox"), stream=True)
+    assert reply.text == DEFAULT_TEXT
+
+
+@pytest.mark.parametrize(
+    ("instruct", "text"),
+    [
+        ("continue", "mps over the lazy dog."),
+        ("overlap", "brown fox jumps over the lazy dog."),
+        ("restart", DEFAULT_TEXT),
+        ("reword", "the  quick brown fox jumps over the lazy dog."),
+    ],
+)
+async def test_a_please_continue_request_is_answered_as_the_upstream_is_set(
+    chat, instruct, text
+) -> None:
+    async with FakeUpstream("up", instruct=instruct) as up:
+        reply = await chat(up, *please_continue("The quick brown fox ju"), stream=True)
+    assert reply.text == text
+
+
+async def test_the_continuation_behaviour_changes_while_running_and_heal_restores_it(
+    up, chat
+) -> None:
+    up.set_continuation(instruct="restart", prefill="ignore")
+    assert (await chat(up, *please_continue("The quick"), stream=True)).text == DEFAULT_TEXT
+    assert (await chat(up, *prefill("The quick"), stream=True)).text == DEFAULT_TEXT
+    up.heal()
+    healed = await chat(up, *prefill("The quick"), stream=True)
+    assert healed.text == " brown fox jumps over the lazy dog."
+
+
+async def test_a_bad_continuation_behaviour_is_refused_naming_the_field() -> None:
+    with pytest.raises(FaultError) as caught:
+        FakeUpstream("up", instruct="paraphrase")  # type: ignore[arg-type]
+    assert caught.value.field == "instruct"
+
+
+async def test_the_continuation_behaviour_is_set_over_http(up, http, chat) -> None:
+    async with http.put(up.url + "/_fleet/continuation", json={"instruct": "sentence"}) as put:
+        assert put.status == 200
+        now = {"prefill": "continue", "instruct": "sentence", "overlap_words": 3}
+        assert await put.json() == now
+    async with http.get(up.url + "/_fleet/continuation") as got:
+        assert (await got.json())["instruct"] == "sentence"
+    reply = await chat(up, *please_continue("The quick brown fox ju"), stream=True)
+    assert reply.text == DEFAULT_TEXT
+
+
+async def test_a_bad_continuation_behaviour_over_http_is_a_400_naming_the_field(up, http) -> None:
+    async with http.put(up.url + "/_fleet/continuation", json={"overlap_words": "two"}) as put:
+        assert put.status == 400
+        assert (await put.json())["error"]["field"] == "overlap_words"
+    async with http.put(up.url + "/_fleet/continuation", json={"mode": "restart"}) as put:
+        assert (put.status, (await put.json())["error"]["field"]) == (400, "mode")
+    assert up.settings.continuation()["instruct"] == "overlap"

@@ -116,3 +116,40 @@ async def test_the_command_line_runs_a_fleet_until_sigterm() -> None:
         if process.returncode is None:
             process.kill()
             await process.wait()
+
+
+async def test_the_command_line_refuses_an_unknown_continuation_behaviour() -> None:
+    with pytest.raises(SystemExit):
+        parse_args(["--upstream", "a=0", "--instruct", "paraphrase"])
+    with pytest.raises(SystemExit):
+        parse_args(["--upstream", "a=0", "--overlap-words", "-1"])
+
+
+async def test_the_command_line_sets_how_cut_answers_are_continued() -> None:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bastion.testing",
+        "--upstream",
+        "a=0",
+        "--prefill",
+        "ignore",
+        "--instruct",
+        "reword",
+        "--overlap-words",
+        "1",
+        stdout=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert process.stdout is not None
+        line = await asyncio.wait_for(process.stdout.readline(), 10)
+        root = json.loads(line)["a"].removesuffix("/v1")
+        async with aiohttp.ClientSession() as http, http.get(root + "/_fleet/continuation") as got:
+            set_by_flags = {"prefill": "ignore", "instruct": "reword", "overlap_words": 1}
+            assert await got.json() == set_by_flags
+        process.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(process.wait(), 5) == 0
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from bastion.testing import Fault
+import pytest
+
+from bastion.testing import Fault, FaultError
 from bastion.testing.exchange import steps
 from bastion.testing.plan import (
     Answer,
@@ -136,3 +138,80 @@ def test_queued_faults_for_the_model_come_before_any_model_then_the_default() ->
     schedule.push((Fault.cut(1),), "big", now=0.0)
     taken = [schedule.take("big")[0].kind for _ in range(3)]
     assert taken == ["cut", "reset", "hang"]
+
+
+# --- how a cut answer is continued -------------------------------------------------------
+
+LONG = "The fox ran. It jumped over the lazy dog and went home. Then it slept."
+
+
+def please_continue(partial: str, settings: Settings) -> str:
+    history = turns(("user", "hi"), ("assistant", partial), ("user", "go on"))
+    return answer_text(LONG, history, settings)
+
+
+def test_instruct_continue_answers_with_exactly_the_rest() -> None:
+    settings = Settings(text=LONG, instruct="continue")
+    assert please_continue("The fox ran. It jum", settings) == LONG[len("The fox ran. It jum") :]
+
+
+def test_instruct_sentence_repeats_the_sentence_it_stopped_in() -> None:
+    settings = Settings(text=LONG, instruct="sentence")
+    assert please_continue("The fox ran. It jumped ov", settings) == LONG[len("The fox ran. ") :]
+    # Stopped between two sentences: the one before is repeated.
+    assert (
+        please_continue("The fox ran. It jumped over the lazy dog and went home. ", settings)
+        == (LONG[len("The fox ran. ") :])
+    )
+
+
+def test_instruct_restart_starts_the_answer_over() -> None:
+    assert please_continue("The fox ran. It", Settings(text=LONG, instruct="restart")) == LONG
+
+
+def test_instruct_reword_starts_over_with_small_changes_before_the_last_three_words() -> None:
+    partial = "The fox ran. It jumped over the la"
+    got = please_continue(partial, Settings(text=LONG, instruct="reword"))
+    assert got == "the  fox indeed. It jumped over the lazy dog and went home. Then it slept."
+    assert got.endswith(LONG[len("The fox ran. It jumped ") :])
+
+
+def test_reword_leaves_a_short_partial_as_it_was() -> None:
+    assert please_continue("The fox", Settings(text=LONG, instruct="reword")) == LONG
+
+
+def test_an_upstream_that_ignores_prefill_starts_over_even_when_asked_by_instruction_to_go_on() -> (
+    None
+):
+    # Ignoring a prefill says nothing about instructions: those follow `instruct`.
+    settings = Settings(text=LONG, prefill="ignore", instruct="continue")
+    assert please_continue("The fox ran.", settings) == LONG[len("The fox ran.") :]
+    prefilled = turns(("user", "hi"), ("assistant", "The fox ran."))
+    assert answer_text(LONG, prefilled, settings) == LONG
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"instruct": "paraphrase"}, "instruct"),
+        ({"prefill": "maybe"}, "prefill"),
+        ({"overlap_words": -1}, "overlap_words"),
+        ({"overlap_words": "3"}, "overlap_words"),
+        ({"instruct": 3}, "instruct"),
+        ({"speed": "fast"}, "speed"),
+    ],
+)
+def test_a_bad_continuation_setting_names_its_field(changes, field) -> None:
+    with pytest.raises(FaultError) as caught:
+        SETTINGS.with_continuation(changes)
+    assert caught.value.field == field
+
+
+def test_continuation_settings_change_only_what_is_given() -> None:
+    changed = SETTINGS.with_continuation({"instruct": "restart"})
+    assert changed.continuation() == {
+        "prefill": "continue",
+        "instruct": "restart",
+        "overlap_words": 3,
+    }
+    assert changed.text == SETTINGS.text
