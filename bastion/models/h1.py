@@ -49,9 +49,11 @@ from bastion.models.h1_errors import (
     H1ConnectTimeout,
     H1Disconnected,
     H1Error,
+    H1InvalidURL,
     H1ProtocolError,
     H1TLSError,
 )
+from bastion.models.transport import UpstreamRequest
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 # Characters left as they are in a path; anything else (spaces, non-ASCII) is
@@ -62,6 +64,8 @@ _HOST = re.compile(r"[a-z0-9._\-:%]+")
 _FRAMING_HEADERS = frozenset({"content-length", "transfer-encoding"})
 # Methods that anticipate a body: these get "Content-Length: 0" when sent without one.
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+# Parsed targets kept per URL; models send to a handful of fixed URLs.
+_TARGET_CACHE = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,7 +177,21 @@ class H1Pool:
         self._connect_timeout = connect_timeout
         self._ssl_context = ssl_context
         self._hosts: dict[ConnKey, _Host] = {}
+        self._targets: dict[str, H1Target] = {}
         self._closed = False
+
+    async def handle_async_request(self, request: UpstreamRequest) -> H1Response:
+        """The transport seam (`bastion.models.transport`): `request()` to an absolute
+        URL, parsed once per distinct URL. `H1InvalidURL` for one it cannot use."""
+        target = self._targets.get(request.url)
+        if target is None:
+            try:
+                target = H1Target.parse(request.url)
+            except ValueError as exc:
+                raise H1InvalidURL(str(exc)) from exc
+            if len(self._targets) < _TARGET_CACHE:
+                self._targets[request.url] = target
+        return await self.request(request.method, target, request.headers, request.body)
 
     async def request(
         self, method: str, target: H1Target, headers: Mapping[str, str], body: bytes | None
@@ -370,6 +388,7 @@ __all__ = [
     "H1ConnectTimeout",
     "H1Disconnected",
     "H1Error",
+    "H1InvalidURL",
     "H1Pool",
     "H1ProtocolError",
     "H1Response",
