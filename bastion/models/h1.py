@@ -20,9 +20,13 @@ What it does:
 - At most `limit` connections per (scheme, host, port); callers beyond wait in FIFO
   order. Idle connections are dropped after `keepalive` seconds, checked lazily when
   acquired and by an O(1) sweep of the oldest one on each release: no timers.
-- A reused connection that fails before any byte of the response arrives (the server
-  closed it just as we sent — the keep-alive race) is retried once on a new connection;
-  nothing else is ever retried.
+- An idle connection is checked before it is reused: closed, or with anything to read
+  (the server's FIN not yet seen by the loop, a TLS close_notify), it is dropped and
+  the request goes on another — nothing was sent on it. A reused connection that fails
+  after the request was written and before any byte of the response (the keep-alive
+  race) is retried once on a new connection only for an idempotent method: a POST may
+  have been read, so its caller gets the connection error and decides. Nothing else is
+  ever retried.
 - Only connecting is bounded (`connect_timeout`); callers bound the rest with
   `asyncio.timeout`. Cancellation anywhere closes that connection and frees its slot.
 - Failures raise the errors of `h1_errors` (re-exported here, the tree is drawn there).
@@ -64,6 +68,8 @@ _HOST = re.compile(r"[a-z0-9._\-:%]+")
 _FRAMING_HEADERS = frozenset({"content-length", "transfer-encoding"})
 # Methods that anticipate a body: these get "Content-Length: 0" when sent without one.
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+# Methods sent again when a reused connection dies before answering (RFC 9110 §9.2.2).
+_IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 # Parsed targets kept per URL; models send to a handful of fixed URLs.
 _TARGET_CACHE = 256
 
@@ -213,10 +219,12 @@ class H1Pool:
             try:
                 await conn.send(head, body, head_only)
             except H1Disconnected:
-                if not reused or conn.got_bytes:
+                if not reused or conn.got_bytes or method not in _IDEMPOTENT:
                     raise
                 # The keep-alive race: the server closed the idle connection as we
-                # sent. Nothing was answered, so once more on a fresh connection.
+                # sent. Nothing was answered and sending it again is harmless (RFC 9110
+                # §9.2.2), so once more on a fresh connection. Never a POST: it may
+                # have been read, and an LLM call sent twice is billed twice.
                 conn = await self._replace(host, conn, target, key)
                 await conn.send(head, body, head_only)
         except BaseException:
@@ -282,7 +290,7 @@ class H1Pool:
         while idle:
             conn = idle.pop()
             conn.on_idle_lost = None
-            if conn.idle_since >= oldest_allowed and conn.usable():
+            if conn.idle_since >= oldest_allowed and conn.usable() and conn.quiet():
                 return conn
             self._drop(host, conn)
         return None

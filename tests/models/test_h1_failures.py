@@ -235,6 +235,52 @@ async def test_reused_connection_closed_as_we_send_is_retried_once(pool) -> None
         assert (server.connections, server.requests) == (2, 3)
 
 
+async def test_post_read_then_dropped_on_a_reused_connection_is_not_sent_again(pool) -> None:
+    # An LLM call sent twice is billed twice: once its bytes may have been read, a POST
+    # is never sent again; the caller gets the connection error and decides.
+    async def reads_the_second_request_and_leaves(reader, writer, n) -> None:
+        await server.read_request(reader)
+        writer.write(OK)
+        await server.read_request(reader)  # read, never answered
+        writer.transport.abort()
+
+    async with RawServer(reads_the_second_request_and_leaves) as server:
+        target = server.target()
+        resp = await pool.request("POST", target, {}, b'{"n": 1}')
+        assert await resp.content.read() == b"ok"
+        resp.release()
+        with pytest.raises(H1Disconnected, match="server disconnected"):
+            await within(pool.request("POST", target, {}, b'{"n": 2}'))
+        await asyncio.sleep(0.05)  # a second connection, had there been one, is in
+        assert (server.connections, server.requests) == (1, 2)
+        assert slots_in_use(pool, target) == 0
+
+
+async def test_idle_connection_whose_close_the_loop_has_not_seen_is_not_used(pool) -> None:
+    # The server closes right after answering. Whether the loop has reported that
+    # close yet or not (here: not, it comes in the loop turn after this one), the next
+    # POST must go out on a new connection, once.
+    async def answers_and_closes(reader, writer, n) -> None:
+        await server.read_request(reader)
+        writer.write(OK)
+        await writer.drain()
+        writer.transport.write_eof()
+        closed.set()
+        await reader.read()
+
+    closed = asyncio.Event()
+    async with RawServer(answers_and_closes) as server:
+        target = server.target()
+        resp = await pool.request("POST", target, {}, b"{}")
+        assert await resp.content.read() == b"ok"
+        resp.release()
+        await closed.wait()
+        resp = await pool.request("POST", target, {}, b"{}")
+        assert await resp.content.read() == b"ok"
+        resp.release()
+        assert (server.connections, server.requests) == (2, 2)
+
+
 async def test_fresh_connection_that_fails_is_not_retried(pool) -> None:
     async def drops_every_request(reader, writer, n) -> None:
         await server.read_request(reader)
