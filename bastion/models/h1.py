@@ -48,6 +48,7 @@ from urllib.parse import quote, urlsplit
 
 from bastion.models.h1_body import H1Body
 from bastion.models.h1_conn import Connection, ConnKey, H1Response
+from bastion.models.h1_connect import DNS_TTL, HAPPY_EYEBALLS_DELAY, Connector
 from bastion.models.h1_errors import (
     H1ConnectError,
     H1ConnectTimeout,
@@ -58,6 +59,7 @@ from bastion.models.h1_errors import (
     H1TLSError,
 )
 from bastion.models.transport import UpstreamRequest
+from bastion.models.transport_options import Proxies, ProxyURL
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 # Characters left as they are in a path; anything else (spaces, non-ASCII) is
@@ -119,9 +121,14 @@ class H1Target:
 
 
 def _request_head(
-    method: str, target: H1Target, headers: Mapping[str, str], body: bytes | None
+    method: str,
+    target: H1Target,
+    headers: Mapping[str, str],
+    body: bytes | None,
+    proxy: ProxyURL | None = None,
 ) -> bytes:
     host = target.authority
+    path = target.path
     fields = []
     for name, value in headers.items():
         lowered = name.lower()
@@ -135,7 +142,12 @@ def _request_head(
         length = f"Content-Length: {len(body)}\r\n"
     else:
         length = "Content-Length: 0\r\n" if method in _BODY_METHODS else ""
-    text = f"{method} {target.path} HTTP/1.1\r\nHost: {host}\r\n{length}{''.join(fields)}\r\n"
+    if proxy is not None:
+        # Plain http through a proxy: the absolute form names the target (RFC 9112 §3.2.2).
+        path = f"http://{target.authority}{path}"
+        if proxy.authorization is not None:
+            fields.append(f"Proxy-Authorization: {proxy.authorization}\r\n")
+    text = f"{method} {path} HTTP/1.1\r\nHost: {host}\r\n{length}{''.join(fields)}\r\n"
     # One count over the whole head instead of a check per value: a CR or LF smuggled
     # into the method, Host or any header would add a line (request splitting).
     lines = 3 + len(fields) + (1 if length else 0)
@@ -162,8 +174,11 @@ class _Host:
 class H1Pool:
     """Keep-alive HTTP/1.1 connections, at most `limit` per (scheme, host, port).
 
-    `connect_timeout` bounds the TCP connect and TLS handshake; nothing else is timed
-    here. `ssl_context` defaults to `ssl.create_default_context()` (made on first use).
+    `connect_timeout` bounds name lookup, TCP connect, proxy tunnel and TLS handshake
+    together; nothing else is timed here. `ssl_context` defaults to
+    `ssl.create_default_context()` (made on first use). `proxies` says which targets go
+    through which proxy (default: none; `TransportOptions.proxies()` reads the
+    environment). `dns_ttl` and `happy_eyeballs_delay`: see `h1_connect`.
     """
 
     def __init__(
@@ -173,6 +188,9 @@ class H1Pool:
         keepalive: float = 30.0,
         connect_timeout: float = 2.0,
         ssl_context: ssl.SSLContext | None = None,
+        proxies: Proxies | None = None,
+        dns_ttl: float = DNS_TTL,
+        happy_eyeballs_delay: float | None = HAPPY_EYEBALLS_DELAY,
     ) -> None:
         if limit < 1:
             raise ValueError(f"limit must be at least 1, not {limit}")
@@ -182,6 +200,13 @@ class H1Pool:
         self._keepalive = keepalive
         self._connect_timeout = connect_timeout
         self._ssl_context = ssl_context
+        self._connector = Connector(
+            connect_timeout=connect_timeout,
+            ssl_context=self._ssl,
+            proxies=proxies or Proxies(),
+            dns_ttl=dns_ttl,
+            happy_eyeballs_delay=happy_eyeballs_delay,
+        )
         self._hosts: dict[ConnKey, _Host] = {}
         self._targets: dict[str, H1Target] = {}
         self._closed = False
@@ -205,15 +230,16 @@ class H1Pool:
         """Send a request; return once the response's status line and headers are in."""
         if self._closed:
             raise RuntimeError("H1Pool is closed")
-        head = _request_head(method, target, headers, body)
         key = (target.scheme, target.host, target.port)
+        proxy = self._connector.proxy_for(key) if target.scheme == "http" else None
+        head = _request_head(method, target, headers, body, proxy)
         host = self._hosts.get(key)
         if host is None:
             host = self._hosts[key] = _Host()
         conn = self._take_idle(host) if host.idle else None
         reused = conn is not None
         if conn is None:
-            conn, reused = await self._acquire(host, target, key)
+            conn, reused = await self._acquire(host, key)
         head_only = method == "HEAD"
         try:
             try:
@@ -225,7 +251,7 @@ class H1Pool:
                 # sent. Nothing was answered and sending it again is harmless (RFC 9110
                 # §9.2.2), so once more on a fresh connection. Never a POST: it may
                 # have been read, and an LLM call sent twice is billed twice.
-                conn = await self._replace(host, conn, target, key)
+                conn = await self._replace(host, conn, key)
                 await conn.send(head, body, head_only)
         except BaseException:
             self._drop(host, conn)
@@ -248,9 +274,7 @@ class H1Pool:
 
     # --- slots and connections ---------------------------------------------------------
 
-    async def _acquire(
-        self, host: _Host, target: H1Target, key: ConnKey
-    ) -> tuple[Connection, bool]:
+    async def _acquire(self, host: _Host, key: ConnKey) -> tuple[Connection, bool]:
         """A connection for one exchange when none is idle (a slot, or a wait for one),
         and whether it carried an exchange before."""
         if host.count < self._limit:
@@ -271,7 +295,7 @@ class H1Pool:
             if handed is not None:
                 return handed, True
         try:
-            conn = await self._connect(target, key)
+            conn = await self._connector.connect(key)
         except BaseException:
             self._free_slot(host)
             raise
@@ -295,44 +319,17 @@ class H1Pool:
             self._drop(host, conn)
         return None
 
-    async def _replace(
-        self, host: _Host, old: Connection, target: H1Target, key: ConnKey
-    ) -> Connection:
+    async def _replace(self, host: _Host, old: Connection, key: ConnKey) -> Connection:
         """A new connection in `old`'s slot (`old` keeps it if connecting fails)."""
         old.abort()
-        conn = await self._connect(target, key)
+        conn = await self._connector.connect(key)
         host.conns.discard(old)
         old.counted = False
         conn.counted = True
         host.conns.add(conn)
         return conn
 
-    async def _connect(self, target: H1Target, key: ConnKey) -> Connection:
-        loop = asyncio.get_running_loop()
-        context = self._ssl_for(target.scheme)
-        where = f"{target.host}:{target.port}"
-        try:
-            async with asyncio.timeout(self._connect_timeout):
-                _, conn = await loop.create_connection(
-                    lambda: Connection(loop, key),
-                    target.host,
-                    target.port,
-                    ssl=context,
-                    server_hostname=target.host if context is not None else None,
-                )
-        except TimeoutError as exc:
-            raise H1ConnectTimeout(
-                f"connect to {where} took over {self._connect_timeout} s"
-            ) from exc
-        except ssl.SSLError as exc:  # certificate errors included; before OSError
-            raise H1TLSError(f"TLS handshake with {where} failed: {exc}") from exc
-        except OSError as exc:
-            raise H1ConnectError(f"cannot connect to {where}: {exc}") from exc
-        return conn
-
-    def _ssl_for(self, scheme: str) -> ssl.SSLContext | None:
-        if scheme != "https":
-            return None
+    def _ssl(self) -> ssl.SSLContext:
         if self._ssl_context is None:
             self._ssl_context = ssl.create_default_context()
         return self._ssl_context
