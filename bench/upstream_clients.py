@@ -11,11 +11,12 @@ curl-cffi) on the `<loop>` event loop (asyncio or uvloop); `bare/<loop>` is
 the bare proxy.
 
 For each upstream latency (0 ms: the gateway's core saturates; 50 ms: a model-like
-wait) wrk POSTs a chat request at concurrency 64. Every target is warmed up, then run
-`--rounds` times for `--seconds`, the order rotating; a cell reports the median round
-(RPS, CPU µs per request from schedstat, p99) and, beside it, the ratio to the first
-target's RPS *within the same round*, median over rounds: the VM is shared, and a ratio
-of two runs moments apart is steadier than either number.
+wait) wrk POSTs a chat request at concurrency 64 (`--concurrency 16,64` for more).
+Every target is warmed up, then run `--rounds` times for `--seconds`, the order
+rotating; a cell reports the median round (RPS, CPU µs per request from schedstat,
+p99) and, beside it, the ratio to the first target's RPS *within the same round*,
+median over rounds: the VM is shared, and a ratio of two runs moments apart is
+steadier than either number.
 """
 
 from __future__ import annotations
@@ -91,12 +92,12 @@ def check_streams(targets: Sequence[Target]) -> None:
 
 
 def measure(
-    targets: Sequence[Target], rounds: int, seconds: int
+    targets: Sequence[Target], rounds: int, seconds: int, concurrency: int = CONCURRENCY
 ) -> list[tuple[str, float, float | None, float, float]]:
     """Per target: median RPS, median CPU µs/req, median p99 ms, median ratio to the
     first target's RPS in the same round."""
     for target in targets:
-        loadgen.run_wrk(target.url, body(), CONCURRENCY, 1)
+        loadgen.run_wrk(target.url, body(), concurrency, 1)
     runs: dict[str, list[tuple[float, float | None, float]]] = {t.name: [] for t in targets}
     ratios: dict[str, list[float]] = {t.name: [] for t in targets}
     for r in range(rounds):
@@ -104,7 +105,7 @@ def measure(
         this_round: dict[str, float] = {}
         for target in [*targets[shift:], *targets[:shift]]:
             before = target.usage()
-            result = loadgen.run_wrk(target.url, body(), CONCURRENCY, seconds)
+            result = loadgen.run_wrk(target.url, body(), concurrency, seconds)
             cpu = cpu_us(before, target.usage(), result.requests)
             runs[target.name].append((result.rps, cpu, result.p99_ms))
             this_round[target.name] = result.rps
@@ -134,12 +135,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seconds", type=int, default=3)
     parser.add_argument("--targets", default=",".join(DEFAULT_TARGETS))
     parser.add_argument("--latencies", default=",".join(map(str, LATENCIES_MS)))
+    parser.add_argument("--concurrency", default=str(CONCURRENCY), help="e.g. 16,64")
     args = parser.parse_args(argv)
     if loadgen.wrk_path() is None:
         print(loadgen.WRK_HINT, file=sys.stderr)
         return 2
     names = [n.strip() for n in args.targets.split(",") if n.strip()]
     latencies = [int(x) for x in args.latencies.split(",")]
+    concurrencies = [int(x) for x in args.concurrency.split(",")]
     for line in machine(("aiohttp", "httptools", "pyreqwest", "curl_cffi", "uvloop")):
         print(line)
     pinning = plan_pinning()
@@ -160,20 +163,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         check_answers(targets)
         check_streams(targets)
         print()
-        print(f"wrk, concurrency {CONCURRENCY}, {args.rounds} rounds of {args.seconds} s")
+        print(f"wrk, {args.rounds} rounds of {args.seconds} s per cell, the median round")
         print()
-        print(f"| upstream | target | RPS | CPU µs/req | p99 ms | RPS vs {names[0]} |")
-        print("|---:|---|---:|---:|---:|---:|")
+        print(f"| upstream | conc. | target | RPS | CPU µs/req | p99 ms | RPS vs {names[0]} |")
+        print("|---:|---:|---|---:|---:|---:|---:|")
         for latency in latencies:
             set_latency(fleet, latency)
-            progress(f"{latency} ms upstream")
-            for name, rps, cpu, p99, ratio in measure(targets, args.rounds, args.seconds):
-                cpu_text = f"{cpu:.0f}" if cpu is not None else "?"
-                print(
-                    f"| {latency} ms | {name} | {rps:,.0f} | {cpu_text} | {p99:.1f} | "
-                    f"{ratio:.2f} |",
-                    flush=True,
-                )
+            for concurrency in concurrencies:
+                progress(f"{latency} ms upstream, concurrency {concurrency}")
+                rows = measure(targets, args.rounds, args.seconds, concurrency)
+                for name, rps, cpu, p99, ratio in rows:
+                    cpu_text = f"{cpu:.0f}" if cpu is not None else "?"
+                    print(
+                        f"| {latency} ms | {concurrency} | {name} | {rps:,.0f} | {cpu_text} | "
+                        f"{p99:.1f} | {ratio:.2f} |",
+                        flush=True,
+                    )
     return 0
 
 

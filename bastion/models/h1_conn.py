@@ -13,7 +13,7 @@ import asyncio
 import select
 import zlib
 from collections.abc import Callable
-from typing import TypeAlias
+from typing import TypeAlias, cast
 
 import httptools
 from multidict import CIMultiDict, CIMultiDictProxy
@@ -215,8 +215,9 @@ class Connection(asyncio.Protocol):
     # --- asyncio.Protocol --------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # A stream transport, though not always an asyncio.Transport subclass (uvloop's
+        # are its own classes with the same methods).
+        self.transport = cast(asyncio.Transport, transport)
         sock = transport.get_extra_info("socket")
         if sock is not None and hasattr(select, "poll"):
             self._poll = select.poll()
