@@ -101,11 +101,15 @@ def finish_response(resp: UpstreamResponse) -> None:
 
 def default_transport(endpoint: Endpoint) -> UpstreamTransport:
     """The transport a model creates for itself when none is injected: an `H1Pool`
-    sized by the endpoint's `max_concurrency`."""
+    sized by the endpoint's `max_concurrency`, with its proxy and TLS options (the
+    environment's proxy variables are read here, once)."""
+    options = endpoint.transport
     return H1Pool(
         limit=endpoint.max_concurrency or DEFAULT_POOL_LIMIT,
         keepalive=KEEPALIVE_SECONDS,
         connect_timeout=endpoint.timeouts.connect,
+        ssl_context=None if options.tls.is_default else options.tls.context(),
+        proxies=options.proxies(),
     )
 
 

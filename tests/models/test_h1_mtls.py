@@ -5,64 +5,19 @@ from __future__ import annotations
 
 import ssl
 from collections.abc import AsyncIterator
-from pathlib import Path
 
+import orjson
 import pytest
 import trustme
-from aiohttp import web
 
 from bastion.models.h1 import H1Disconnected, H1Pool, H1Target, H1TLSError
 from bastion.models.transport_options import TlsOptions
-
-
-class Files:
-    def __init__(self, directory: Path) -> None:
-        self.ca = trustme.CA()
-        self.ca_file = str(directory / "ca.pem")
-        self.ca.cert_pem.write_to_path(self.ca_file)
-        client = self.ca.issue_cert("bastion-client@example.com")
-        self.cert_file = str(directory / "client.pem")
-        self.key_file = str(directory / "client.key")
-        self.both_file = str(directory / "client-and-key.pem")
-        client.cert_chain_pems[0].write_to_path(self.cert_file)
-        client.private_key_pem.write_to_path(self.key_file)
-        client.private_key_and_cert_chain_pem.write_to_path(self.both_file)
+from tests.models.tls_support import Files, MutualUpstream
 
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory) -> Files:
     return Files(tmp_path_factory.mktemp("mtls"))
-
-
-class MutualUpstream:
-    """Answers with the subject of the client certificate it verified."""
-
-    def __init__(self) -> None:
-        self.url = ""
-        self._runner: web.AppRunner | None = None
-
-    async def start(self, files: Files) -> None:
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        files.ca.issue_cert("127.0.0.1").configure_cert(context)
-        context.verify_mode = ssl.CERT_REQUIRED
-        files.ca.configure_trust(context)
-
-        async def answer(request: web.Request) -> web.Response:
-            assert request.transport is not None
-            peer = request.transport.get_extra_info("peercert") or {}
-            names = [v for rdn in peer.get("subjectAltName", ()) for v in rdn[1:]]
-            return web.Response(text=",".join(names) or "no client certificate")
-
-        app = web.Application()
-        app.router.add_get("/whoami", answer)
-        self._runner = web.AppRunner(app, shutdown_timeout=0.2, access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", 0, ssl_context=context).start()
-        self.url = f"https://127.0.0.1:{self._runner.addresses[0][1]}"
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
 
 
 @pytest.fixture
@@ -79,7 +34,7 @@ async def whoami(options: TlsOptions, url: str) -> str:
         resp = await pool.request("GET", H1Target.parse(url + "/whoami"), {}, None)
         body = await resp.content.read()
         resp.release()
-        return body.decode()
+        return str(orjson.loads(body)["choices"][0]["message"]["content"])
     finally:
         await pool.aclose()
 
