@@ -7,8 +7,9 @@ Targets (each its own process on core 0; wrk and the fake upstream on core 1, as
 `bench.gateway`): `bastion/<client>/<loop>` runs `bastion serve` with the models' own
 transport made by `<client>` (`bench/client_adapters.py`: h1, aiohttp, pyreqwest,
 curl-cffi) on the `<loop>` event loop (asyncio or uvloop); `bare/<loop>` is
-`bench/bare_proxy.py` on that loop. The default set: the four clients on asyncio and
-the bare proxy.
+`bench/bare_proxy.py` on that loop; `before/DIR` is `bastion serve` from the checkout
+in DIR (its own code, asyncio), for a before/after in one run. The default set: the
+four clients on asyncio and the bare proxy.
 
 For each upstream latency (0 ms: the gateway's core saturates; 50 ms: a model-like
 wait) wrk POSTs a chat request at concurrency 64 (`--concurrency 16,64` for more).
@@ -60,11 +61,19 @@ def config(upstream: str) -> dict[str, object]:
 def start(name: str, upstream: str, directory: Path, core: int | None) -> Iterator[Target]:
     kind, _, rest = name.partition("/")
     port = procs.free_port()
+    env: dict[str, str] = {}
     url = f"http://127.0.0.1:{port}"
     if kind == "bare":
         args = [sys.executable, "-m", "bench.bare_proxy", "--upstream", upstream]
         args += ["--port", str(port), "--loop", rest]
         health = "/health"
+    elif kind == "before":
+        # `bastion serve` from another checkout (`--before DIR`): the same config.
+        path = directory / "bastion.yaml"
+        path.write_text(yaml.safe_dump(config(upstream)))
+        args = [sys.executable, "-m", "bastion.cli", "serve", "-c", str(path), "--port", str(port)]
+        health = "/api/v1/health"
+        env = {"PYTHONPATH": rest}
     elif kind == "bastion":
         client, _, loop = rest.partition("/")
         path = directory / "bastion.yaml"
@@ -74,8 +83,9 @@ def start(name: str, upstream: str, directory: Path, core: int | None) -> Iterat
         health = "/api/v1/health"
     else:
         raise SystemExit(f"unknown target {name!r}")
-    with procs.start_server(name, args, url=url, health_path=health, core=core) as server:
-        yield http_target(name, url, server.pid)
+    label = "before" if kind == "before" else name
+    with procs.start_server(label, args, url=url, health_path=health, core=core, env=env) as server:
+        yield http_target(label, url, server.pid)
 
 
 def check_streams(targets: Sequence[Target]) -> None:
@@ -165,7 +175,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print()
         print(f"wrk, {args.rounds} rounds of {args.seconds} s per cell, the median round")
         print()
-        print(f"| upstream | conc. | target | RPS | CPU µs/req | p99 ms | RPS vs {names[0]} |")
+        first = targets[0].name
+        print(f"| upstream | conc. | target | RPS | CPU µs/req | p99 ms | RPS vs {first} |")
         print("|---:|---:|---|---:|---:|---:|---:|")
         for latency in latencies:
             set_latency(fleet, latency)
