@@ -162,16 +162,18 @@ class HttpClient:
         A non-2xx answer raises `UpstreamError` built from its status, headers and a
         bounded excerpt of its body; transport failures are translated.
         """
-        request = self._transport_for_use().handle_async_request(
-            UpstreamRequest(method, url, headers, body)
-        )
+        transport = self._transport_for_use()
         bound: asyncio.Timeout | None = None
         try:
             if wait is None:
-                resp = await request
+                resp = await transport.handle_async_request(
+                    UpstreamRequest(method, url, headers, body)
+                )
             else:
                 async with asyncio.timeout(wait) as bound:
-                    resp = await request
+                    resp = await transport.handle_async_request(
+                        UpstreamRequest(method, url, headers, body)
+                    )
         except TimeoutError as exc:
             # The transports' own connect timeouts are TimeoutErrors too; only an
             # expired `bound` means the headers were late.
