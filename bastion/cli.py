@@ -66,8 +66,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve.add_argument(
         "--loop",
         choices=("auto", "asyncio", "uvloop"),  # runner.LOOPS, not imported: it is heavy
-        default="asyncio",
-        help="the event loop: uvloop needs `bastion[fast]`; auto takes it when installed",
+        default="auto",
+        help="the event loop (default auto: uvloop when installed, `pip install 'bastion[fast]'`)",
     )
     check = commands.add_parser("check-config", help="validate a config file")
     check.add_argument("file")

@@ -20,9 +20,10 @@ What it does:
 - At most `limit` connections per (scheme, host, port); callers beyond wait in FIFO
   order. Idle connections are dropped after `keepalive` seconds, checked lazily when
   acquired and by an O(1) sweep of the oldest one on each release: no timers.
-- An idle connection is checked before it is reused: closed, or with anything to read
-  (the server's FIN not yet seen by the loop, a TLS close_notify), it is dropped and
-  the request goes on another — nothing was sent on it. A reused connection that fails
+- An idle connection is checked before it is reused: closed, or (idle over a second)
+  with anything to read (the server's FIN not yet seen by the loop, a TLS
+  close_notify), it is dropped and the request goes on another — nothing was sent on
+  it. A reused connection that fails
   after the request was written and before any byte of the response (the keep-alive
   race) is retried once on a new connection only for an idempotent method: a POST may
   have been read, so its caller gets the connection error and decides. Nothing else is
@@ -72,6 +73,10 @@ _FRAMING_HEADERS = frozenset({"content-length", "transfer-encoding"})
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 # Methods sent again when a reused connection dies before answering (RFC 9110 §9.2.2).
 _IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+# Idle longer than this, a connection's socket is polled before reuse (a syscall): servers
+# close idle keep-alive connections after seconds (uvicorn 5 s, nginx 75 s), and under
+# load a connection is reused within milliseconds, so the poll is skipped on the hot path.
+QUIET_CHECK_AFTER = 1.0
 # Parsed targets kept per URL; models send to a handful of fixed URLs.
 _TARGET_CACHE = 256
 
@@ -178,7 +183,8 @@ class H1Pool:
     together; nothing else is timed here. `ssl_context` defaults to
     `ssl.create_default_context()` (made on first use). `proxies` says which targets go
     through which proxy (default: none; `TransportOptions.proxies()` reads the
-    environment). `dns_ttl` and `happy_eyeballs_delay`: see `h1_connect`.
+    environment). `dns_ttl` and `happy_eyeballs_delay`: see `h1_connect`. A connection
+    idle longer than `quiet_check_after` seconds is asked of its socket before reuse.
     """
 
     def __init__(
@@ -191,6 +197,7 @@ class H1Pool:
         proxies: Proxies | None = None,
         dns_ttl: float = DNS_TTL,
         happy_eyeballs_delay: float | None = HAPPY_EYEBALLS_DELAY,
+        quiet_check_after: float = QUIET_CHECK_AFTER,
     ) -> None:
         if limit < 1:
             raise ValueError(f"limit must be at least 1, not {limit}")
@@ -200,6 +207,7 @@ class H1Pool:
         self._keepalive = keepalive
         self._connect_timeout = connect_timeout
         self._ssl_context = ssl_context
+        self._quiet_check_after = quiet_check_after
         self._connector = Connector(
             connect_timeout=connect_timeout,
             ssl_context=self._ssl,
@@ -316,11 +324,17 @@ class H1Pool:
     def _take_idle(self, host: _Host) -> Connection | None:
         """The newest idle connection still fit for use; stale ones are dropped."""
         idle = host.idle
-        oldest_allowed = asyncio.get_running_loop().time() - self._keepalive
+        now = asyncio.get_running_loop().time()
+        oldest_allowed = now - self._keepalive
+        ask_socket_before = now - self._quiet_check_after
         while idle:
             conn = idle.pop()
             conn.on_idle_lost = None
-            if conn.idle_since >= oldest_allowed and conn.usable() and conn.quiet():
+            if (
+                conn.idle_since >= oldest_allowed
+                and conn.usable()
+                and (conn.idle_since > ask_socket_before or conn.quiet())
+            ):
                 return conn
             self._drop(host, conn)
         return None

@@ -103,7 +103,7 @@ def _worker(config_path: str, host: str | None, port: int | None, loop: str) -> 
 
 
 def serve(
-    config_path: str, host: str | None, port: int | None, workers: int, *, loop: str = "asyncio"
+    config_path: str, host: str | None, port: int | None, workers: int, *, loop: str = "auto"
 ) -> int:
     """Run the gateway; 2 on a config error or an event loop that is not installed."""
     path = Path(config_path)

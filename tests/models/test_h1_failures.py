@@ -256,8 +256,10 @@ async def test_post_read_then_dropped_on_a_reused_connection_is_not_sent_again(p
         assert slots_in_use(pool, target) == 0
 
 
-async def test_idle_connection_whose_close_the_loop_has_not_seen_is_not_used(pool) -> None:
-    # The server closes right after answering. Whether the loop has reported that
+async def test_idle_connection_whose_close_the_loop_has_not_seen_is_not_used() -> None:
+    # Every idle connection's socket is asked here (in use, only those idle over a
+    # second are: when servers close idle connections). The server closes right after
+    # answering. Whether the loop has reported that
     # close yet or not (here: not, it comes in the loop turn after this one), the next
     # POST must go out on a new connection, once.
     async def answers_and_closes(reader, writer, n) -> None:
@@ -269,6 +271,7 @@ async def test_idle_connection_whose_close_the_loop_has_not_seen_is_not_used(poo
         await reader.read()
 
     closed = asyncio.Event()
+    pool = H1Pool(quiet_check_after=0)
     async with RawServer(answers_and_closes) as server:
         target = server.target()
         resp = await pool.request("POST", target, {}, b"{}")
@@ -279,6 +282,7 @@ async def test_idle_connection_whose_close_the_loop_has_not_seen_is_not_used(poo
         assert await resp.content.read() == b"ok"
         resp.release()
         assert (server.connections, server.requests) == (2, 2)
+    await pool.aclose()
 
 
 async def test_fresh_connection_that_fails_is_not_retried(pool) -> None:
