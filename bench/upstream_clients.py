@@ -8,7 +8,8 @@ Targets (each its own process on core 0; wrk and the fake upstream on core 1, as
 transport made by `<client>` (`bench/client_adapters.py`: h1, aiohttp, pyreqwest,
 curl-cffi) on the `<loop>` event loop (asyncio or uvloop); `bare/<loop>` is
 `bench/bare_proxy.py` on that loop; `before/DIR` is `bastion serve` from the checkout
-in DIR (its own code, asyncio), for a before/after in one run. The default set: the
+in DIR (its own code, asyncio), for a before/after in one run; `serve/LOOP/DIR` the
+same with `--loop LOOP`. The default set: the
 four clients on asyncio and the bare proxy.
 
 For each upstream latency (0 ms: the gateway's core saturates; 50 ms: a model-like
@@ -67,13 +68,17 @@ def start(name: str, upstream: str, directory: Path, core: int | None) -> Iterat
         args = [sys.executable, "-m", "bench.bare_proxy", "--upstream", upstream]
         args += ["--port", str(port), "--loop", rest]
         health = "/health"
-    elif kind == "before":
-        # `bastion serve` from another checkout (`--before DIR`): the same config.
+    elif kind in ("before", "serve"):
+        # `bastion serve` from the checkout in DIR, its own code: `before/DIR` (asyncio,
+        # a checkout from before `--loop` existed) or `serve/LOOP/DIR`.
+        loop, directory_arg = ("", rest) if kind == "before" else rest.split("/", 1)
+        directory_arg = directory_arg if kind == "before" else "/" + directory_arg
         path = directory / "bastion.yaml"
         path.write_text(yaml.safe_dump(config(upstream)))
         args = [sys.executable, "-m", "bastion.cli", "serve", "-c", str(path), "--port", str(port)]
+        args += ["--loop", loop] if loop else []
         health = "/api/v1/health"
-        env = {"PYTHONPATH": rest}
+        env = {"PYTHONPATH": directory_arg}
     elif kind == "bastion":
         client, _, loop = rest.partition("/")
         path = directory / "bastion.yaml"
@@ -83,7 +88,7 @@ def start(name: str, upstream: str, directory: Path, core: int | None) -> Iterat
         health = "/api/v1/health"
     else:
         raise SystemExit(f"unknown target {name!r}")
-    label = "before" if kind == "before" else name
+    label = {"serve": f"serve/{rest.split('/', 1)[0]}"}.get(kind, name)
     with procs.start_server(label, args, url=url, health_path=health, core=core, env=env) as server:
         yield http_target(label, url, server.pid)
 

@@ -5,11 +5,16 @@ Why hand-written: profiled under load (wrk, 0 ms upstream, one core), aiohttp's 
 — `ClientSession._request`, ClientRequest/ClientResponse, StreamReader, the cookie jar,
 the tracing hooks — cost about 55 µs of CPU per upstream call, a quarter of the
 gateway's CPU. A gateway call needs none of that machinery: no cookies, redirects,
-proxies, auth helpers or multipart; one request head built as bytes, one write, one
-parser fed as bytes arrive. This client does only that (target: ≤ 15 µs per call beyond
-the socket syscalls). Measured: 13.6 µs a call with the socket replaced by an
-in-process transport, of which 4.3 µs is the event loop's own round trip; on loopback,
-25–38 µs of client CPU a call (syscalls included) against aiohttp's 62–100.
+auth helpers or multipart; one request head built as bytes, one write, one parser fed
+as bytes arrive. This client does only that (target: ≤ 15 µs per call beyond the
+socket syscalls). Measured: 13.6 µs a call with the socket replaced by an in-process
+transport, of which 4.3 µs is the event loop's own round trip; on loopback, 25–38 µs
+of client CPU a call (syscalls included) against aiohttp's 62–100. Measured again at
+the gateway beside tuned aiohttp, pyreqwest and curl_cffi (docs/benchmarks.md,
+"Upstream clients"), it kept the gateway 1.7–2.6× the requests per second of each.
+
+What connecting involves — proxies (CONNECT tunnels, absolute form), the endpoint's
+TLS trust and client certificate, a DNS cache, happy eyeballs — is in `h1_connect`.
 
 What it does:
 - `H1Target.parse(url)` once per endpoint; `H1Pool.request()` returns an `H1Response`
