@@ -11,7 +11,7 @@ socket syscalls). Measured: 13.6 µs a call with the socket replaced by an in-pr
 transport, of which 4.3 µs is the event loop's own round trip; on loopback, 25–38 µs
 of client CPU a call (syscalls included) against aiohttp's 62–100. Measured again at
 the gateway beside tuned aiohttp, pyreqwest and curl_cffi (docs/benchmarks.md,
-"Upstream clients"), it kept the gateway 1.7–2.6× the requests per second of each.
+"Upstream clients"): each of them costs the gateway 36–160 % more CPU per request.
 
 What connecting involves — proxies (CONNECT tunnels, absolute form), the endpoint's
 TLS trust and client certificate, a DNS cache, happy eyeballs — is in `h1_connect`.
