@@ -196,6 +196,14 @@ async def session(request: pytest.FixtureRequest) -> AsyncIterator[Transport]:
 
 
 @pytest.fixture
+async def pool() -> AsyncIterator[H1Pool]:
+    """A pool of one connection per host, for the h1 tests (some modules define their own)."""
+    client = H1Pool(limit=1, connect_timeout=1.0)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
 def refused_url() -> str:
     """A loopback URL that nothing listens on: connecting is refused."""
     with socket.socket() as sock:
