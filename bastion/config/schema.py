@@ -19,6 +19,7 @@ from pydantic import (
 
 from bastion.config.fields import Duration, Frozen, PositiveDuration
 from bastion.config.tracing_schema import TracingSettings
+from bastion.config.transport_schema import ProxySetting, TlsConfig, check_proxy
 from bastion.models.h1 import H1Target
 from bastion.resilience.errors import ErrorKind
 
@@ -142,6 +143,10 @@ class EndpointConfig(Frozen):
     classify: tuple[RuleConfig, ...] = ()
     breaker: BreakerSettings | None = None
     reply: str | None = None  # scripted endpoints: the fixed answer
+    proxy: ProxySetting = Field(default=None, repr=False)  # may hold credentials
+    tls: TlsConfig | None = None
+
+    _proxy = field_validator("proxy")(check_proxy)
 
     @field_validator("base_url")
     @classmethod

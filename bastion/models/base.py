@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Literal, Protocol, runtime_checkable
 
+from bastion.models.transport_options import TransportOptions
 from bastion.types import ChatRequest, ChatResponse, StreamEvent
 
 Prefill = Literal["auto", "supported", "unsupported"]
@@ -67,6 +68,7 @@ class Endpoint:
     health: HealthCheck = field(default_factory=HealthCheck)
     prefill: Prefill = "auto"
     headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+    transport: TransportOptions = field(default_factory=TransportOptions)
 
 
 @runtime_checkable

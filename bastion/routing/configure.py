@@ -10,6 +10,7 @@ from typing import Any, cast
 
 from bastion.config import BastionConfig, ConfigError, load_config
 from bastion.config.schema import EndpointConfig, GroupConfig, RetryConfig, RuleConfig
+from bastion.config.transport_schema import transport_options
 from bastion.models.base import ChatModel, Endpoint, HealthCheck, Timeouts
 from bastion.models.scripted import ScriptedModel
 from bastion.resilience.breaker import BreakerConfig
@@ -75,6 +76,7 @@ def _endpoint(config: EndpointConfig) -> Endpoint | tuple[Endpoint, ChatModel]:
         health=HealthCheck(mode="off") if health is False else HealthCheck(**health.model_dump()),
         prefill=config.prefill,
         headers=tuple(config.headers.items()),
+        transport=transport_options(config.proxy, config.tls),
     )
     if config.provider == "scripted":
         return endpoint, ScriptedModel(model=config.model, default=config.reply or "")
