@@ -9,15 +9,15 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from proxy_support import ForwardProxy
+from test_h1_proxy import PROXY_VARS
+from tls_support import Files, MutualUpstream
 
 from bastion.models.base import Endpoint
 from bastion.models.openai import OpenAIChatModel
 from bastion.resilience.errors import ErrorKind, UpstreamError
 from bastion.routing.configure import load_router_config
 from bastion.types import ChatRequest, Message
-from tests.models.proxy_support import ForwardProxy
-from tests.models.test_h1_proxy import PROXY_VARS
-from tests.models.tls_support import Files, MutualUpstream
 
 REQUEST = ChatRequest(messages=(Message(role="user", content="who am I?"),))
 

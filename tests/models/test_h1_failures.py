@@ -11,6 +11,7 @@ import asyncio
 import socket
 
 import pytest
+from raw_server import OK, RawServer, get, slots_in_use, within
 
 from bastion.models.h1 import (
     H1ConnectError,
@@ -20,7 +21,6 @@ from bastion.models.h1 import (
     H1ProtocolError,
     H1Target,
 )
-from tests.models.raw_server import OK, RawServer, get, slots_in_use, within
 
 
 async def test_refused_port_is_a_connect_error(pool) -> None:

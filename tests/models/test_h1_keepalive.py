@@ -7,9 +7,9 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from raw_server import OK, RawServer, get, slots_in_use, within
 
 from bastion.models.h1 import H1Disconnected, H1Pool
-from tests.models.raw_server import OK, RawServer, get, slots_in_use, within
 
 
 async def test_reused_connection_closed_as_we_send_is_retried_once(pool) -> None:

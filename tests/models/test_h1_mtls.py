@@ -9,10 +9,10 @@ from collections.abc import AsyncIterator
 import orjson
 import pytest
 import trustme
+from tls_support import Files, MutualUpstream
 
 from bastion.models.h1 import H1Disconnected, H1Pool, H1Target, H1TLSError
 from bastion.models.transport_options import TlsOptions
-from tests.models.tls_support import Files, MutualUpstream
 
 
 @pytest.fixture(scope="module")

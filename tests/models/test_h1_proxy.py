@@ -10,10 +10,10 @@ from collections.abc import AsyncIterator
 import pytest
 import trustme
 from aiohttp import web
+from proxy_support import ForwardProxy, Seen
 
 from bastion.models.h1 import H1ConnectError, H1Pool, H1Target
 from bastion.models.transport_options import TlsOptions, TransportOptions
-from tests.models.proxy_support import ForwardProxy, Seen
 
 PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy")
 
