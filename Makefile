@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-# Exact versions of everything `make` and CI install (the dev and otel extras);
+# Exact versions of everything `make` and CI install (the dev, otel and fast extras);
 # pyproject.toml holds the ranges Bastion accepts as a library.
 LOCK := requirements/dev.lock
 
@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml $(LOCK)
 lock:
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q 'uv>=0.13,<0.14'
-	$(BIN)/uv pip compile pyproject.toml --extra dev --extra otel --python-version 3.11 \
+	$(BIN)/uv pip compile pyproject.toml --extra dev --extra otel --extra fast --python-version 3.11 \
 		--quiet $(UPGRADE) -o $(LOCK)
 
 demo: $(STAMP)

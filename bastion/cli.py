@@ -63,6 +63,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve.add_argument("--host", default=None, help="overrides server.host")
     serve.add_argument("--port", type=int, default=None, help="overrides server.port")
     serve.add_argument("--workers", type=int, default=1, help="processes on one port")
+    serve.add_argument(
+        "--loop",
+        choices=("auto", "asyncio", "uvloop"),  # runner.LOOPS, not imported: it is heavy
+        default="auto",
+        help="the event loop (default auto: uvloop when installed, `pip install 'bastion[fast]'`)",
+    )
     check = commands.add_parser("check-config", help="validate a config file")
     check.add_argument("file")
     bench = commands.add_parser("bench", help="in-process benchmark of the Router's overhead")
@@ -72,7 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "serve":
         from bastion.server.runner import serve as run_server
 
-        return run_server(args.config, args.host, args.port, args.workers)
+        return run_server(args.config, args.host, args.port, args.workers, loop=args.loop)
     if args.command == "check-config":
         return _check_config(args.file)
     if args.command == "demo":

@@ -1,8 +1,14 @@
-"""`bastion check-config`: a good file passes, a bad one names the field and fails."""
+"""`bastion check-config`: a good file passes, a bad one names the field and fails; and
+`bastion serve --loop`."""
 
 from __future__ import annotations
 
+import sys
+
+import pytest
+
 from bastion.cli import main
+from bastion.server.runner import loop_factory
 
 GOOD = """\
 endpoints:
@@ -34,3 +40,22 @@ def test_check_config_names_the_line_of_a_bad_value(tmp_path, capsys):
     assert main(["check-config", str(path)]) == 1
     err = capsys.readouterr().err
     assert "line 2" in err and "endpoints[0].weight" in err
+
+
+def test_serve_refuses_uvloop_when_it_is_not_installed(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "uvloop", None)  # import uvloop now raises ImportError
+    path = tmp_path / "bastion.yaml"
+    path.write_text(GOOD)
+    assert main(["serve", "-c", str(path), "--loop", "uvloop"]) == 2
+    assert "bastion[fast]" in capsys.readouterr().err
+
+
+def test_auto_loop_is_asyncio_without_uvloop_and_uvloop_with_it(monkeypatch):
+    assert loop_factory("asyncio") is None
+    with monkeypatch.context() as patched:
+        patched.setitem(sys.modules, "uvloop", None)
+        assert loop_factory("auto") is None
+    uvloop = pytest.importorskip("uvloop")
+    assert loop_factory("auto") is uvloop.new_event_loop
+    with pytest.raises(ValueError, match="unknown event loop 'trio'"):
+        loop_factory("trio")

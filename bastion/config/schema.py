@@ -26,6 +26,7 @@ from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 from bastion.config.groups import Degraded, Hedge, ModelGroup, Strategy, Target, import_handler
 from bastion.config.tracing_schema import TracingSettings
+from bastion.config.transport_schema import ProxySetting, TlsConfig, check_proxy, transport_options
 from bastion.models.base import Endpoint
 from bastion.models.providers import PROVIDERS, provider
 from bastion.resilience.breaker import BreakerConfig
@@ -100,7 +101,8 @@ _GROUP = ModelGroup(targets=())
 
 @pydantic_dataclass(frozen=True, slots=True, config=STRICT)
 class EndpointConfig(Endpoint):
-    """An `endpoints:` entry: the `Endpoint` itself, plus the router's policy for it
+    """An `endpoints:` entry: the `Endpoint` itself (`proxy:` and `tls:` make its
+    `transport`), plus the router's policy for it
     (`retry`, `classify`, `breaker`), which is not part of what makes the endpoint the
     same endpoint across a reload. A config names only registered providers (the
     router builds every model), and ids that fit in a URL path and a metric label."""
@@ -110,11 +112,19 @@ class EndpointConfig(Endpoint):
     retry: RetryConfig = dataclasses.field(default_factory=dict, compare=False)
     classify: tuple[RuleConfig, ...] = dataclasses.field(default=(), compare=False)
     breaker: BreakerConfig | None = dataclasses.field(default=None, compare=False)
+    # The YAML's spelling of `transport` (which they set, and which is compared).
+    proxy: Annotated[ProxySetting, AfterValidator(check_proxy)] = dataclasses.field(
+        default=None, repr=False, compare=False
+    )  # may hold credentials
+    tls: TlsConfig | None = dataclasses.field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         Endpoint.__post_init__(self)
         if PROVIDERS[self.provider].needs_base_url and not self.base_url:
             raise ValueError(f"base_url is required for provider {self.provider!r}")
+        if self.proxy is not None or self.tls is not None:
+            # Derived once, at load; frozen afterwards like every other field.
+            object.__setattr__(self, "transport", transport_options(self.proxy, self.tls))
 
 
 def _degraded(value: Any) -> Any:

@@ -10,6 +10,7 @@ from pydantic import AfterValidator, BeforeValidator, Field
 
 from bastion.models.h1 import H1Target
 from bastion.models.providers import PROVIDERS
+from bastion.models.transport_options import TransportOptions
 from bastion.resilience.settings import PositiveDuration, settings
 from bastion.types import ChatRequest, ChatResponse, StreamEvent
 
@@ -101,6 +102,7 @@ class Endpoint:
         default=(), repr=False
     )
     reply: str | None = None
+    transport: TransportOptions = field(default_factory=TransportOptions)
 
     def __post_init__(self) -> None:
         known = PROVIDERS.get(self.provider)

@@ -5,11 +5,16 @@ Why hand-written: profiled under load (wrk, 0 ms upstream, one core), aiohttp's 
 — `ClientSession._request`, ClientRequest/ClientResponse, StreamReader, the cookie jar,
 the tracing hooks — cost about 55 µs of CPU per upstream call, a quarter of the
 gateway's CPU. A gateway call needs none of that machinery: no cookies, redirects,
-proxies, auth helpers or multipart; one request head built as bytes, one write, one
-parser fed as bytes arrive. This client does only that (target: ≤ 15 µs per call beyond
-the socket syscalls). Measured: 13.6 µs a call with the socket replaced by an
-in-process transport, of which 4.3 µs is the event loop's own round trip; on loopback,
-25–38 µs of client CPU a call (syscalls included) against aiohttp's 62–100.
+auth helpers or multipart; one request head built as bytes, one write, one parser fed
+as bytes arrive. This client does only that (target: ≤ 15 µs per call beyond the
+socket syscalls). Measured: 13.6 µs a call with the socket replaced by an in-process
+transport, of which 4.3 µs is the event loop's own round trip; on loopback, 25–38 µs
+of client CPU a call (syscalls included) against aiohttp's 62–100. Measured again at
+the gateway beside tuned aiohttp, pyreqwest and curl_cffi (docs/benchmarks.md,
+"Upstream clients"): each of them costs the gateway 36–160 % more CPU per request.
+
+What connecting involves — proxies (CONNECT tunnels, absolute form), the endpoint's
+TLS trust and client certificate, a DNS cache, happy eyeballs — is in `h1_connect`.
 
 What it does:
 - `H1Target.parse(url)` once per endpoint; `H1Pool.request()` returns an `H1Response`
@@ -20,120 +25,55 @@ What it does:
 - At most `limit` connections per (scheme, host, port); callers beyond wait in FIFO
   order. Idle connections are dropped after `keepalive` seconds, checked lazily when
   acquired and by an O(1) sweep of the oldest one on each release: no timers.
-- A reused connection that fails before any byte of the response arrives (the server
-  closed it just as we sent — the keep-alive race) is retried once on a new connection;
-  nothing else is ever retried.
+- An idle connection is checked before it is reused: closed, or (idle over a second)
+  with anything to read (the server's FIN not yet seen by the loop, a TLS
+  close_notify), it is dropped and the request goes on another — nothing was sent on
+  it. A reused connection that fails
+  after the request was written and before any byte of the response (the keep-alive
+  race) is retried once on a new connection only for an idempotent method: a POST may
+  have been read, so its caller gets the connection error and decides. Nothing else is
+  ever retried.
 - Only connecting is bounded (`connect_timeout`); callers bound the rest with
   `asyncio.timeout`. Cancellation anywhere closes that connection and frees its slot.
 - Failures raise the errors of `h1_errors` (re-exported here, the tree is drawn there).
 
-The pool is here; one connection (Protocol, parser callbacks, `H1Response`) is in
-`h1_conn`, the body stream and Content-Encoding decoding in `h1_body`.
+The pool is here; the target and the request head are in `h1_request`, one connection
+(Protocol, parser callbacks, `H1Response`) in `h1_conn`, the body stream and
+Content-Encoding decoding in `h1_body`, connecting in `h1_connect`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
 import ssl
 from collections import deque
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from urllib.parse import quote, urlsplit
+from collections.abc import Coroutine, Mapping
 
 from bastion.models.h1_body import H1Body
 from bastion.models.h1_conn import Connection, ConnKey, H1Response
+from bastion.models.h1_connect import DNS_TTL, HAPPY_EYEBALLS_DELAY, Connector
 from bastion.models.h1_errors import (
     H1ConnectError,
     H1ConnectTimeout,
     H1Disconnected,
     H1Error,
+    H1InvalidURL,
     H1ProtocolError,
     H1TLSError,
 )
+from bastion.models.h1_request import H1Target, request_head
+from bastion.models.transport import UpstreamRequest
+from bastion.models.transport_options import Proxies
 
-_DEFAULT_PORTS = {"http": 80, "https": 443}
-# Characters left as they are in a path; anything else (spaces, non-ASCII) is
-# percent-encoded, as yarl does for aiohttp. "%" stays: the URL may be encoded already.
-_PATH_SAFE = "/?#[]@!$&'()*+,;=:%~-._"
-_HOST = re.compile(r"[a-z0-9._\-:%]+")
-# Framing is ours: a caller's value would contradict the body we send.
-_FRAMING_HEADERS = frozenset({"content-length", "transfer-encoding"})
-# Methods that anticipate a body: these get "Content-Length: 0" when sent without one.
-_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
-
-
-@dataclass(frozen=True, slots=True)
-class H1Target:
-    """Where requests go: parsed once per endpoint URL. `path` includes the query."""
-
-    scheme: str
-    host: str
-    port: int
-    path: str
-    # The Host header's value, derived once (brackets for IPv6, port if not default).
-    authority: str = field(init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        if self.port != _DEFAULT_PORTS.get(self.scheme):
-            host = f"{host}:{self.port}"
-        object.__setattr__(self, "authority", host)
-
-    @classmethod
-    def parse(cls, url: str) -> H1Target:
-        """The target of an http(s) URL; ValueError naming what is wrong otherwise."""
-        try:
-            parts = urlsplit(url)
-            port = parts.port
-        except ValueError as exc:
-            raise ValueError(f"invalid URL {url!r}: {exc}") from exc
-        scheme = parts.scheme.lower()
-        if scheme not in _DEFAULT_PORTS:
-            raise ValueError(f"unsupported URL scheme {parts.scheme!r} (only http and https)")
-        if parts.username is not None or parts.password is not None:
-            # Not echoed: the URL holds a password.
-            raise ValueError("credentials in the URL are not supported: send a header")
-        host = parts.hostname or ""
-        if not host:
-            raise ValueError(f"no host in URL {url!r}")
-        if not host.isascii():
-            host = host.encode("idna").decode("ascii")
-        if not _HOST.fullmatch(host):
-            raise ValueError(f"invalid host {host!r} in URL {url!r}")
-        path = parts.path or "/"
-        if parts.query:
-            path = f"{path}?{parts.query}"
-        return cls(scheme, host, port or _DEFAULT_PORTS[scheme], quote(path, safe=_PATH_SAFE))
-
-
-def _request_head(
-    method: str, target: H1Target, headers: Mapping[str, str], body: bytes | None
-) -> bytes:
-    host = target.authority
-    fields = []
-    for name, value in headers.items():
-        lowered = name.lower()
-        if lowered == "host":
-            host = value  # a caller's Host wins, as in aiohttp
-        elif lowered in _FRAMING_HEADERS:
-            raise ValueError(f"the {name} header is set by H1Pool from the body")
-        else:
-            fields.append(f"{name}: {value}\r\n")
-    if body is not None:
-        length = f"Content-Length: {len(body)}\r\n"
-    else:
-        length = "Content-Length: 0\r\n" if method in _BODY_METHODS else ""
-    text = f"{method} {target.path} HTTP/1.1\r\nHost: {host}\r\n{length}{''.join(fields)}\r\n"
-    # One count over the whole head instead of a check per value: a CR or LF smuggled
-    # into the method, Host or any header would add a line (request splitting).
-    lines = 3 + len(fields) + (1 if length else 0)
-    if text.count("\n") != lines or text.count("\r") != lines:
-        raise ValueError("CR or LF in the method or a header: refusing to send")
-    if not method.isalpha():
-        raise ValueError(f"invalid HTTP method {method!r}")
-    return text.encode()
+# Methods sent again when a reused connection dies before answering (RFC 9110 §9.2.2).
+_IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+# Idle longer than this, a connection's socket is polled before reuse (a syscall): servers
+# close idle keep-alive connections after seconds (uvicorn 5 s, nginx 75 s), and under
+# load a connection is reused within milliseconds, so the poll is skipped on the hot path.
+QUIET_CHECK_AFTER = 1.0
+# Parsed targets kept per URL; models send to a handful of fixed URLs.
+_TARGET_CACHE = 256
 
 
 class _Host:
@@ -152,8 +92,12 @@ class _Host:
 class H1Pool:
     """Keep-alive HTTP/1.1 connections, at most `limit` per (scheme, host, port).
 
-    `connect_timeout` bounds the TCP connect and TLS handshake; nothing else is timed
-    here. `ssl_context` defaults to `ssl.create_default_context()` (made on first use).
+    `connect_timeout` bounds name lookup, TCP connect, proxy tunnel and TLS handshake
+    together; nothing else is timed here. `ssl_context` defaults to
+    `ssl.create_default_context()` (made on first use). `proxies` says which targets go
+    through which proxy (default: none; `TransportOptions.proxies()` reads the
+    environment). `dns_ttl` and `happy_eyeballs_delay`: see `h1_connect`. A connection
+    idle longer than `quiet_check_after` seconds is asked of its socket before reuse.
     """
 
     def __init__(
@@ -163,6 +107,10 @@ class H1Pool:
         keepalive: float = 30.0,
         connect_timeout: float = 2.0,
         ssl_context: ssl.SSLContext | None = None,
+        proxies: Proxies | None = None,
+        dns_ttl: float = DNS_TTL,
+        happy_eyeballs_delay: float | None = HAPPY_EYEBALLS_DELAY,
+        quiet_check_after: float = QUIET_CHECK_AFTER,
     ) -> None:
         if limit < 1:
             raise ValueError(f"limit must be at least 1, not {limit}")
@@ -172,8 +120,36 @@ class H1Pool:
         self._keepalive = keepalive
         self._connect_timeout = connect_timeout
         self._ssl_context = ssl_context
+        self._quiet_check_after = quiet_check_after
+        self._connector = Connector(
+            connect_timeout=connect_timeout,
+            ssl_context=self._ssl,
+            proxies=proxies or Proxies(),
+            dns_ttl=dns_ttl,
+            happy_eyeballs_delay=happy_eyeballs_delay,
+        )
         self._hosts: dict[ConnKey, _Host] = {}
+        self._targets: dict[str, H1Target] = {}
         self._closed = False
+
+    def handle_async_request(
+        self, request: UpstreamRequest
+    ) -> Coroutine[object, object, H1Response]:
+        """The transport seam (`bastion.models.transport`): `request()` to an absolute
+        URL, parsed once per distinct URL; `H1InvalidURL` for one it cannot use.
+
+        Not a coroutine function itself but one that returns `request()`'s coroutine:
+        awaited the same, without one more coroutine frame per call on the hot path
+        (and an unusable URL is refused at the call, before anything is awaited)."""
+        target = self._targets.get(request.url)
+        if target is None:
+            try:
+                target = H1Target.parse(request.url)
+            except ValueError as exc:
+                raise H1InvalidURL(str(exc)) from exc
+            if len(self._targets) < _TARGET_CACHE:
+                self._targets[request.url] = target
+        return self.request(request.method, target, request.headers, request.body)
 
     async def request(
         self, method: str, target: H1Target, headers: Mapping[str, str], body: bytes | None
@@ -181,25 +157,28 @@ class H1Pool:
         """Send a request; return once the response's status line and headers are in."""
         if self._closed:
             raise RuntimeError("H1Pool is closed")
-        head = _request_head(method, target, headers, body)
         key = (target.scheme, target.host, target.port)
+        proxy = self._connector.proxy_for(key) if target.scheme == "http" else None
+        head = request_head(method, target, headers, body, proxy)
         host = self._hosts.get(key)
         if host is None:
             host = self._hosts[key] = _Host()
         conn = self._take_idle(host) if host.idle else None
         reused = conn is not None
         if conn is None:
-            conn, reused = await self._acquire(host, target, key)
+            conn, reused = await self._acquire(host, key)
         head_only = method == "HEAD"
         try:
             try:
                 await conn.send(head, body, head_only)
             except H1Disconnected:
-                if not reused or conn.got_bytes:
+                if not reused or conn.got_bytes or method not in _IDEMPOTENT:
                     raise
                 # The keep-alive race: the server closed the idle connection as we
-                # sent. Nothing was answered, so once more on a fresh connection.
-                conn = await self._replace(host, conn, target, key)
+                # sent. Nothing was answered and sending it again is harmless (RFC 9110
+                # §9.2.2), so once more on a fresh connection. Never a POST: it may
+                # have been read, and an LLM call sent twice is billed twice.
+                conn = await self._replace(host, conn, key)
                 await conn.send(head, body, head_only)
         except BaseException:
             self._drop(host, conn)
@@ -222,9 +201,7 @@ class H1Pool:
 
     # --- slots and connections ---------------------------------------------------------
 
-    async def _acquire(
-        self, host: _Host, target: H1Target, key: ConnKey
-    ) -> tuple[Connection, bool]:
+    async def _acquire(self, host: _Host, key: ConnKey) -> tuple[Connection, bool]:
         """A connection for one exchange when none is idle (a slot, or a wait for one),
         and whether it carried an exchange before."""
         if host.count < self._limit:
@@ -245,7 +222,7 @@ class H1Pool:
             if handed is not None:
                 return handed, True
         try:
-            conn = await self._connect(target, key)
+            conn = await self._connector.connect(key)
         except BaseException:
             self._free_slot(host)
             raise
@@ -260,53 +237,32 @@ class H1Pool:
     def _take_idle(self, host: _Host) -> Connection | None:
         """The newest idle connection still fit for use; stale ones are dropped."""
         idle = host.idle
-        oldest_allowed = asyncio.get_running_loop().time() - self._keepalive
+        now = asyncio.get_running_loop().time()
+        oldest_allowed = now - self._keepalive
+        ask_socket_before = now - self._quiet_check_after
         while idle:
             conn = idle.pop()
             conn.on_idle_lost = None
-            if conn.idle_since >= oldest_allowed and conn.usable():
+            if (
+                conn.idle_since >= oldest_allowed
+                and conn.usable()
+                and (conn.idle_since > ask_socket_before or conn.quiet())
+            ):
                 return conn
             self._drop(host, conn)
         return None
 
-    async def _replace(
-        self, host: _Host, old: Connection, target: H1Target, key: ConnKey
-    ) -> Connection:
+    async def _replace(self, host: _Host, old: Connection, key: ConnKey) -> Connection:
         """A new connection in `old`'s slot (`old` keeps it if connecting fails)."""
         old.abort()
-        conn = await self._connect(target, key)
+        conn = await self._connector.connect(key)
         host.conns.discard(old)
         old.counted = False
         conn.counted = True
         host.conns.add(conn)
         return conn
 
-    async def _connect(self, target: H1Target, key: ConnKey) -> Connection:
-        loop = asyncio.get_running_loop()
-        context = self._ssl_for(target.scheme)
-        where = f"{target.host}:{target.port}"
-        try:
-            async with asyncio.timeout(self._connect_timeout):
-                _, conn = await loop.create_connection(
-                    lambda: Connection(loop, key),
-                    target.host,
-                    target.port,
-                    ssl=context,
-                    server_hostname=target.host if context is not None else None,
-                )
-        except TimeoutError as exc:
-            raise H1ConnectTimeout(
-                f"connect to {where} took over {self._connect_timeout} s"
-            ) from exc
-        except ssl.SSLError as exc:  # certificate errors included; before OSError
-            raise H1TLSError(f"TLS handshake with {where} failed: {exc}") from exc
-        except OSError as exc:
-            raise H1ConnectError(f"cannot connect to {where}: {exc}") from exc
-        return conn
-
-    def _ssl_for(self, scheme: str) -> ssl.SSLContext | None:
-        if scheme != "https":
-            return None
+    def _ssl(self) -> ssl.SSLContext:
         if self._ssl_context is None:
             self._ssl_context = ssl.create_default_context()
         return self._ssl_context
@@ -370,6 +326,7 @@ __all__ = [
     "H1ConnectTimeout",
     "H1Disconnected",
     "H1Error",
+    "H1InvalidURL",
     "H1Pool",
     "H1ProtocolError",
     "H1Response",

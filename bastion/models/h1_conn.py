@@ -10,9 +10,10 @@ it. Which connection to use, and what happens to it afterwards, is the pool's bu
 from __future__ import annotations
 
 import asyncio
+import select
 import zlib
 from collections.abc import Callable
-from typing import TypeAlias
+from typing import TypeAlias, cast
 
 import httptools
 from multidict import CIMultiDict, CIMultiDictProxy
@@ -26,6 +27,9 @@ WRITE_CHUNK = 64 * 1024
 # A response head (interim answers included) larger than this is refused: aiohttp allows
 # 8 KiB a line; an upstream sending more is broken or hostile.
 MAX_HEAD = 64 * 1024
+
+# Linux reports a peer's half-close by itself with this; elsewhere POLLIN covers EOF.
+_POLLRDHUP = getattr(select, "POLLRDHUP", 0)
 
 ConnKey: TypeAlias = tuple[str, str, int]
 
@@ -43,6 +47,7 @@ class Connection(asyncio.Protocol):
         "_head_only",
         "_interim",
         "_parser",
+        "_poll",
         "_pre_bytes",
         "_raw",
         "_reading_paused",
@@ -85,6 +90,7 @@ class Connection(asyncio.Protocol):
         self._head_only = False
         self._got_bytes = False
         self._pre_bytes = 0
+        self._poll: select.poll | None = None
 
     def _reset(self) -> None:
         self.status = 0
@@ -112,6 +118,12 @@ class Connection(asyncio.Protocol):
     def usable(self) -> bool:
         """Whether an idle connection may carry another exchange."""
         return not self.closed and self.transport is not None and not self.transport.is_closing()
+
+    def quiet(self) -> bool:
+        """Whether an idle connection has nothing to read, asked of the socket itself:
+        a FIN or a TLS alert the event loop has not yet reported makes it unfit, and
+        catching that before sending is what makes dropping it safe (nothing sent)."""
+        return self._poll is None or not self._poll.poll(0)
 
     def abort(self) -> None:
         self.reusable = False
@@ -203,8 +215,13 @@ class Connection(asyncio.Protocol):
     # --- asyncio.Protocol --------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # A stream transport, though not always an asyncio.Transport subclass (uvloop's
+        # are its own classes with the same methods).
+        self.transport = cast(asyncio.Transport, transport)
+        sock = transport.get_extra_info("socket")
+        if sock is not None and hasattr(select, "poll"):
+            self._poll = select.poll()
+            self._poll.register(sock.fileno(), select.POLLIN | _POLLRDHUP)
 
     def data_received(self, data: bytes) -> None:
         if self._head is None:

@@ -8,6 +8,7 @@ nothing of this client still does the right thing::
     ├── H1ConnectTimeout(TimeoutError)     connecting took longer than `connect_timeout`
     ├── H1TLSError(ConnectionError)        TLS handshake or certificate rejected
     ├── H1Disconnected(ConnectionError)    server closed before the response was complete
+    ├── H1InvalidURL(ValueError)           a URL the pool cannot send to (scheme, host)
     └── H1ProtocolError(ValueError)        malformed response (wraps httptools' parser error)
 """
 
@@ -34,6 +35,10 @@ class H1Disconnected(H1Error, ConnectionError):
     """The server closed the connection before the response was complete."""
 
 
+class H1InvalidURL(H1Error, ValueError):
+    """The URL is not one the pool can send to (not http(s), no host, credentials in it)."""
+
+
 class H1ProtocolError(H1Error, ValueError):
     """The server's answer is not valid HTTP/1.1."""
 
@@ -43,6 +48,7 @@ __all__ = [
     "H1ConnectTimeout",
     "H1Disconnected",
     "H1Error",
+    "H1InvalidURL",
     "H1ProtocolError",
     "H1TLSError",
 ]

@@ -1,8 +1,9 @@
 """HTTP plumbing shared by the provider adapters.
 
-Each model holds one `HttpClient`. It owns an `H1Pool` (Bastion's own HTTP/1.1
-client, see `h1.py` for why) or borrows a transport that is injected — an aiohttp
-session or a shared pool, the seam tests and embedding applications use. It sends
+Each model holds one `HttpClient`. It owns a transport (`default_transport`: an
+`H1Pool`, Bastion's own HTTP/1.1 client, see `h1.py` for why) or borrows one that is
+injected — an aiohttp session or a shared pool, the seam tests and embedding
+applications use (`transport.py` draws the seam). It sends
 requests with the endpoint's connect and response-header bounds, turns a non-2xx answer
 into an `UpstreamError`, and translates transport exceptions into the error tree
 through one table, `http_errors.TRANSLATIONS`.
@@ -19,15 +20,22 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any, Protocol
+from typing import Any
 
 import aiohttp
 import orjson
 
 from bastion.models.base import Endpoint
-from bastion.models.h1 import H1Error, H1Pool, H1Target
+from bastion.models.h1 import H1Error, H1Pool
 from bastion.models.http_errors import TRANSLATIONS, Translation, body_message, error_message
-from bastion.models.sse import ByteChunks, SseError
+from bastion.models.sse import SseError
+from bastion.models.transport import (
+    AiohttpTransport,
+    UpstreamBody,
+    UpstreamRequest,
+    UpstreamResponse,
+    UpstreamTransport,
+)
 from bastion.resilience.errors import (
     ErrorKind,
     StreamBroken,
@@ -51,34 +59,8 @@ BODY_LIMIT = 64 * 1024 * 1024
 
 _TRANSPORT_ERRORS = (aiohttp.ClientError, H1Error, OSError, SseError)
 
-# Where requests go: the pool Bastion owns (h1, the default) or an injected aiohttp
-# session (the seam tests and embedding applications use).
-Transport = aiohttp.ClientSession | H1Pool
-
-
-class UpstreamBody(ByteChunks, Protocol):
-    """The parts of a response body both transports offer (aiohttp's StreamReader):
-    `iter_any` for the SSE decoder, and these."""
-
-    async def read(self, n: int = -1) -> bytes: ...
-    def is_eof(self) -> bool: ...
-
-
-class UpstreamResponse(Protocol):
-    """The parts of a response both transports offer (aiohttp's ClientResponse)."""
-
-    @property
-    def status(self) -> int: ...
-    @property
-    def reason(self) -> str | None: ...
-    @property
-    def headers(self) -> Mapping[str, str]: ...
-    @property
-    def content_type(self) -> str: ...
-    @property
-    def content(self) -> UpstreamBody: ...
-    def release(self) -> object: ...
-    def close(self) -> None: ...
+# What may be injected: a transport, or an aiohttp session (wrapped in `AiohttpTransport`).
+Transport = UpstreamTransport | aiohttp.ClientSession
 
 
 def _json_default(value: object) -> object:
@@ -117,55 +99,51 @@ def finish_response(resp: UpstreamResponse) -> None:
         resp.close()
 
 
+def default_transport(endpoint: Endpoint) -> UpstreamTransport:
+    """The transport a model creates for itself when none is injected: an `H1Pool`
+    sized by the endpoint's `max_concurrency`, with its proxy and TLS options (the
+    environment's proxy variables are read here, once)."""
+    options = endpoint.transport
+    return H1Pool(
+        limit=endpoint.max_concurrency or DEFAULT_POOL_LIMIT,
+        keepalive=KEEPALIVE_SECONDS,
+        connect_timeout=endpoint.timeouts.connect,
+        ssl_context=None if options.tls.is_default else options.tls.context(),
+        proxies=options.proxies(),
+    )
+
+
 class HttpClient:
     """Sends one endpoint's requests and speaks for its transport failures.
 
-    With `session` given (an aiohttp session or a shared `H1Pool`), it is used and never
-    closed here; otherwise an `H1Pool` is created on first use (sized by
-    `endpoint.max_concurrency`) and closed by `aclose()`.
+    With `session` given (an `UpstreamTransport` such as a shared `H1Pool`, or an
+    aiohttp session), it is used and never closed here; otherwise `default_transport`
+    makes one on first use, closed by `aclose()`.
     """
 
     def __init__(self, endpoint: Endpoint, session: Transport | None = None) -> None:
         self._endpoint = endpoint
-        self._transport = session
+        self._transport: UpstreamTransport | None
+        if isinstance(session, aiohttp.ClientSession):
+            self._transport = AiohttpTransport(session, connect_timeout=endpoint.timeouts.connect)
+        else:
+            self._transport = session
         self._owns_transport = session is None
         self._closed = False
-        # total=None: the router bounds whole attempts; a per-request timeout also
-        # overrides an injected session's default (aiohttp's is a 5-minute total).
-        self._timeout = aiohttp.ClientTimeout(total=None, sock_connect=endpoint.timeouts.connect)
-        self._targets: dict[str, H1Target] = {}
 
-    def _transport_for_use(self) -> Transport:
+    def _transport_for_use(self) -> UpstreamTransport:
         if self._closed:
             raise RuntimeError(f"model for endpoint {self._endpoint.id!r} is closed")
         if self._transport is None:
-            self._transport = H1Pool(
-                limit=self._endpoint.max_concurrency or DEFAULT_POOL_LIMIT,
-                keepalive=KEEPALIVE_SECONDS,
-                connect_timeout=self._endpoint.timeouts.connect,
-            )
+            self._transport = default_transport(self._endpoint)
         return self._transport
 
     async def aclose(self) -> None:
         """Close the transport if this client created it. Idempotent."""
         self._closed = True
         transport, self._transport = self._transport, None
-        if not self._owns_transport or transport is None:
-            return
-        if isinstance(transport, H1Pool):
+        if self._owns_transport and transport is not None:
             await transport.aclose()
-        else:
-            await transport.close()
-
-    def _target(self, url: str) -> H1Target:
-        target = self._targets.get(url)
-        if target is None:
-            try:
-                target = self._targets[url] = H1Target.parse(url)
-            except ValueError as exc:
-                # A base_url we cannot use is the endpoint's fault: fail over, like a refusal.
-                raise self.error(ErrorKind.CONNECTION, f"invalid URL: {exc}") from exc
-        return target
 
     async def send(
         self,
@@ -185,26 +163,17 @@ class HttpClient:
         bounded excerpt of its body; transport failures are translated.
         """
         transport = self._transport_for_use()
-        request: Awaitable[UpstreamResponse]
-        if isinstance(transport, H1Pool):
-            request = transport.request(method, self._target(url), headers, body)
-        else:
-            request = transport.request(
-                method,
-                url,
-                data=body,
-                headers=headers,
-                timeout=self._timeout,
-                # A redirected POST silently becomes a GET without its body.
-                allow_redirects=False,
-            )
         bound: asyncio.Timeout | None = None
         try:
             if wait is None:
-                resp = await request
+                resp = await transport.handle_async_request(
+                    UpstreamRequest(method, url, headers, body)
+                )
             else:
                 async with asyncio.timeout(wait) as bound:
-                    resp = await request
+                    resp = await transport.handle_async_request(
+                        UpstreamRequest(method, url, headers, body)
+                    )
         except TimeoutError as exc:
             # The transports' own connect timeouts are TimeoutErrors too; only an
             # expired `bound` means the headers were late.

@@ -17,6 +17,7 @@ from bastion.models.h1 import (
     H1ConnectError,
     H1ConnectTimeout,
     H1Disconnected,
+    H1InvalidURL,
     H1ProtocolError,
     H1TLSError,
 )
@@ -41,6 +42,8 @@ TRANSLATIONS: tuple[Translation, ...] = (
     Translation(H1ConnectError, ErrorKind.CONNECTION, "cannot connect"),
     Translation(H1Disconnected, ErrorKind.CONNECTION, "connection lost"),
     Translation(H1ProtocolError, ErrorKind.PROTOCOL, "malformed HTTP response"),
+    # A base_url the pool cannot use is the endpoint's fault: fail over, like a refusal.
+    Translation(H1InvalidURL, ErrorKind.CONNECTION, "invalid URL"),
     # An injected aiohttp session.
     Translation(SseError, ErrorKind.PROTOCOL, "malformed event stream"),
     Translation(aiohttp.ConnectionTimeoutError, ErrorKind.TIMEOUT, "connect", "connect"),

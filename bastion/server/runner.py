@@ -15,6 +15,7 @@ import multiprocessing
 import os
 import signal
 import sys
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 
 import structlog
@@ -27,6 +28,9 @@ from bastion.server.app import create_app
 from bastion.server.gateway import Gateway
 
 _log = structlog.get_logger("bastion.server")
+
+# `bastion serve --loop`: asyncio's own loop, uvloop, or uvloop when it is installed.
+LOOPS = ("auto", "asyncio", "uvloop")
 
 
 async def serve_once(
@@ -73,26 +77,51 @@ async def serve_once(
     await runner.cleanup()
 
 
-def _worker(config_path: str, host: str | None, port: int | None) -> None:
-    asyncio.run(serve_once(Path(config_path), host, port, reuse_port=True))
+def loop_factory(loop: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """The event loop `--loop` names: None for asyncio's own; uvloop's for "uvloop", and
+    for "auto" when it is installed. ValueError if "uvloop" is asked for and missing."""
+    if loop not in LOOPS:
+        raise ValueError(f"unknown event loop {loop!r} (expected one of {', '.join(LOOPS)})")
+    if loop == "asyncio":
+        return None
+    try:
+        import uvloop
+    except ImportError as exc:
+        if loop == "auto":
+            return None
+        raise ValueError("--loop uvloop needs uvloop: pip install 'bastion[fast]'") from exc
+    return uvloop.new_event_loop
 
 
-def serve(config_path: str, host: str | None, port: int | None, workers: int) -> int:
+def _run(main: Coroutine[None, None, None], loop: str) -> None:
+    with asyncio.Runner(loop_factory=loop_factory(loop)) as runner:
+        runner.run(main)
+
+
+def _worker(config_path: str, host: str | None, port: int | None, loop: str) -> None:
+    _run(serve_once(Path(config_path), host, port, reuse_port=True), loop)
+
+
+def serve(
+    config_path: str, host: str | None, port: int | None, workers: int, *, loop: str = "auto"
+) -> int:
+    """Run the gateway; 2 on a config error or an event loop that is not installed."""
     path = Path(config_path)
     try:
         plan_agents(load_config(path))  # the agents' tools import, too
-    except ConfigError as exc:
+        loop_factory(loop)
+    except (ConfigError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if workers <= 1:
-        asyncio.run(serve_once(path, host, port))
+        _run(serve_once(path, host, port), loop)
         return 0
     if (port if port is not None else load_config(path).server.port) == 0:
         print("error: --workers needs a fixed --port (or server.port)", file=sys.stderr)
         return 2
     context = multiprocessing.get_context("spawn")
     children = [
-        context.Process(target=_worker, args=(config_path, host, port), daemon=False)
+        context.Process(target=_worker, args=(config_path, host, port, loop), daemon=False)
         for _ in range(workers)
     ]
     for child in children:

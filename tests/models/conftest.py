@@ -157,6 +157,23 @@ class Upstream:
         return handler
 
 
+def pytest_asyncio_loop_factories(
+    config: object, item: object
+) -> dict[str, Callable[[], asyncio.AbstractEventLoop]]:
+    """Every test here runs on asyncio's own loop and on uvloop (`bastion serve --loop`)
+    when it is installed: their transports differ (uvloop's are not asyncio.Transport
+    subclasses, its sock_connect resolves names itself)."""
+    factories: dict[str, Callable[[], asyncio.AbstractEventLoop]] = {
+        "asyncio": asyncio.new_event_loop
+    }
+    try:
+        import uvloop
+    except ImportError:
+        return factories
+    factories["uvloop"] = uvloop.new_event_loop
+    return factories
+
+
 @pytest.fixture
 async def upstream() -> AsyncIterator[Upstream]:
     server = Upstream()
@@ -176,6 +193,14 @@ async def session(request: pytest.FixtureRequest) -> AsyncIterator[Transport]:
         return
     async with aiohttp.ClientSession() as client:
         yield client
+
+
+@pytest.fixture
+async def pool() -> AsyncIterator[H1Pool]:
+    """A pool of one connection per host, for the h1 tests (some modules define their own)."""
+    client = H1Pool(limit=1, connect_timeout=1.0)
+    yield client
+    await client.aclose()
 
 
 @pytest.fixture

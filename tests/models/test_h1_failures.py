@@ -1,19 +1,17 @@
 """The hand-written HTTP/1.1 client against misbehaving servers: raw `asyncio` servers
 that answer exactly the bytes each test needs (or none), on loopback.
 
-Covers the error tree, the keep-alive retry (and when it must not happen), interim
-answers, bodies read until close, and cancellation at each stage.
+Covers the error tree, interim answers, bodies read until close, and cancellation at
+each stage (keep-alive races are in test_h1_keepalive.py).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TypeVar
 
 import pytest
+from raw_server import OK, RawServer, get, slots_in_use, within
 
 from bastion.models.h1 import (
     H1ConnectError,
@@ -23,95 +21,6 @@ from bastion.models.h1 import (
     H1ProtocolError,
     H1Target,
 )
-
-OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
-
-T = TypeVar("T")
-Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter, int], Awaitable[None]]
-
-
-class RawServer:
-    """Calls `handler(reader, writer, n)` for the n-th connection (from 1)."""
-
-    def __init__(self, handler: Handler) -> None:
-        self.handler = handler
-        self.connections = 0
-        self.requests = 0
-        self.received = asyncio.Event()  # a request came in
-        self.gone = asyncio.Event()  # a handler saw the client close its end
-        self._server: asyncio.Server | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
-        self.url = ""
-
-    def target(self, scheme: str = "http") -> H1Target:
-        return H1Target.parse(self.url.replace("http", scheme, 1) + "/v1/x")
-
-    async def read_request(self, reader: asyncio.StreamReader) -> bytes:
-        head = await reader.readuntil(b"\r\n\r\n")
-        for line in head.split(b"\r\n"):
-            if line.lower().startswith(b"content-length:"):
-                await reader.readexactly(int(line.split(b":")[1]))
-        self.requests += 1
-        self.received.set()
-        return head
-
-    async def wait_until_client_leaves(self, reader: asyncio.StreamReader) -> None:
-        with contextlib.suppress(ConnectionError):
-            while await reader.read(1024):
-                pass
-        self.gone.set()
-
-    async def _on_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
-        task = asyncio.current_task()
-        assert task is not None
-        self._tasks.add(task)
-        self.connections += 1
-        try:
-            await self.handler(reader, writer, self.connections)
-        except (ConnectionError, asyncio.IncompleteReadError, asyncio.CancelledError):
-            pass  # the client left, or the test is over (the task must not end cancelled)
-        finally:
-            writer.close()
-            self._tasks.discard(task)
-
-    async def __aenter__(self) -> RawServer:
-        self._server = await asyncio.start_server(self._on_connection, "127.0.0.1", 0)
-        port = self._server.sockets[0].getsockname()[1]
-        self.url = f"http://127.0.0.1:{port}"
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        assert self._server is not None
-        self._server.close()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-
-
-@pytest.fixture
-async def pool() -> AsyncIterator[H1Pool]:
-    client = H1Pool(limit=1, connect_timeout=1.0)
-    yield client
-    await client.aclose()
-
-
-def slots_in_use(pool: H1Pool, target: H1Target) -> int:
-    """The pool's count of connections for `target` (open, connecting or idle)."""
-    host = pool._hosts.get((target.scheme, target.host, target.port))
-    return 0 if host is None else host.count
-
-
-async def get(pool: H1Pool, target: H1Target) -> bytes:
-    resp = await pool.request("GET", target, {}, None)
-    try:
-        return await resp.content.read()
-    finally:
-        resp.release()
-
-
-async def within(awaitable: Awaitable[T], seconds: float = 2.0) -> T:
-    async with asyncio.timeout(seconds):
-        return await awaitable
 
 
 async def test_refused_port_is_a_connect_error(pool) -> None:
@@ -216,53 +125,6 @@ async def test_reset_mid_body_fails_every_read_with_the_same_error(pool) -> None
         assert not resp.content.is_eof()
         resp.release()
         assert slots_in_use(pool, server.target()) == 0
-
-
-async def test_reused_connection_closed_as_we_send_is_retried_once(pool) -> None:
-    async def closes_after_first_answer(reader, writer, n) -> None:
-        await server.read_request(reader)
-        writer.write(OK)
-        if n == 1:
-            # Keep-alive promised, then the second request is read and dropped: the
-            # race of a server closing an idle connection as the client sends.
-            await server.read_request(reader)
-            return
-        await reader.read()
-
-    async with RawServer(closes_after_first_answer) as server:
-        assert await get(pool, server.target()) == b"ok"
-        assert await get(pool, server.target()) == b"ok"
-        assert (server.connections, server.requests) == (2, 3)
-
-
-async def test_fresh_connection_that_fails_is_not_retried(pool) -> None:
-    async def drops_every_request(reader, writer, n) -> None:
-        await server.read_request(reader)
-
-    async with RawServer(drops_every_request) as server:
-        with pytest.raises(H1Disconnected, match="server disconnected"):
-            await pool.request("POST", server.target(), {}, b"{}")
-        assert (server.connections, server.requests) == (1, 1)
-        assert slots_in_use(pool, server.target()) == 0
-
-
-async def test_idle_connection_closed_by_the_server_is_never_handed_out(pool) -> None:
-    async def answers_once(reader, writer, n) -> None:
-        await server.read_request(reader)
-        writer.write(OK)
-        await writer.drain()
-
-    async with RawServer(answers_once) as server:
-        target = server.target()
-        assert await get(pool, target) == b"ok"
-        for _ in range(2000):  # the pool notices the close by itself, within 2 s
-            if not slots_in_use(pool, target):
-                break
-            await asyncio.sleep(0.001)
-        else:
-            pytest.fail("the pool kept a connection the server closed")
-        assert await get(pool, target) == b"ok"
-        assert (server.connections, server.requests) == (2, 2)
 
 
 async def test_cancel_while_awaiting_headers_closes_the_connection(pool) -> None:
