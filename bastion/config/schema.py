@@ -32,6 +32,7 @@ from bastion.models.providers import PROVIDERS, provider
 from bastion.resilience.breaker import BreakerConfig
 from bastion.resilience.budget import BudgetConfig
 from bastion.resilience.errors import ErrorKind
+from bastion.resilience.learned import AdaptiveFirstToken
 from bastion.resilience.outlier import OutlierConfig
 from bastion.resilience.settings import STRICT, Duration, Frozen, PositiveDuration
 
@@ -292,6 +293,9 @@ class BastionConfig(Frozen):
     health_checks: bool = True
     # See RouterOptions.failover_first: fail over at once while another target serves.
     failover_first: bool = True
+    # How long a stream waits for its first token where an endpoint sets no
+    # timeouts.first_token: learned from the endpoint's observed times to first token.
+    first_token: AdaptiveFirstToken = AdaptiveFirstToken()
     server: ServerSettings = ServerSettings()
     auth: AuthSettings | None = None
     tracing: TracingSettings = TracingSettings()

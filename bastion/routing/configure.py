@@ -90,4 +90,5 @@ def _options(config: BastionConfig) -> RouterOptions:
         },
         health_checks=config.health_checks,
         failover_first=config.failover_first,
+        first_token=config.first_token,
     )

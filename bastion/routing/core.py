@@ -15,9 +15,10 @@ from bastion.resilience.budget import RetryBudget
 from bastion.resilience.clock import Clock
 from bastion.resilience.errors import ErrorKind, Rule
 from bastion.resilience.health import HealthChecker
+from bastion.resilience.learned import FirstTokenLimit
 from bastion.resilience.outlier import OutlierDetector
 from bastion.resilience.retry import RetryPolicy
-from bastion.routing.endpoints import EndpointRuntime, FirstTokenLimit, M
+from bastion.routing.endpoints import EndpointRuntime, M
 from bastion.routing.groups import ModelGroup, RetryOverrides, Target
 from bastion.routing.options import RouterOptions
 from bastion.routing.plan import Candidate, Plan, expand, is_static, make_plan

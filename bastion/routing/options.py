@@ -16,9 +16,9 @@ from bastion.config.schema import BastionConfig
 from bastion.resilience.breaker import BreakerConfig
 from bastion.resilience.budget import BudgetConfig
 from bastion.resilience.errors import Rule
+from bastion.resilience.learned import AdaptiveFirstToken
 from bastion.resilience.outlier import OutlierConfig
 from bastion.resilience.retry import RetryPolicy
-from bastion.routing.endpoints import AdaptiveFirstToken
 
 __all__ = ["BudgetConfig", "EndpointPolicy", "RouterOptions"]
 
@@ -51,5 +51,5 @@ class RouterOptions:
     # is in service, instead of sleeping through a backoff on the same target; with no
     # other target, it is retried there. A fallback entry's own `retries` still holds.
     failover_first: bool = _config_default("failover_first")
-    # The first-token limit of endpoints that set none of their own.
+    # The first-token limit of endpoints that set none of their own (`first_token:`).
     first_token: AdaptiveFirstToken = field(default_factory=AdaptiveFirstToken)

@@ -11,8 +11,9 @@ from hypothesis import strategies as st
 from bastion import Endpoint, ModelGroup, Reply, Router, RouterOptions, ScriptedModel, chat
 from bastion.models.base import Timeouts
 from bastion.resilience.clock import FakeClock
-from bastion.routing.endpoints import AdaptiveFirstToken, FirstTokenLimit
+from bastion.resilience.learned import AdaptiveFirstToken, FirstTokenLimit
 
+ONE_ENDPOINT = {"id": "a", "provider": "scripted", "model": "m"}
 CONFIG = AdaptiveFirstToken(
     quantile=0.9, factor=3.0, floor=0.5, ceiling=60.0, initial=30.0, min_samples=5
 )
@@ -98,3 +99,37 @@ async def test_an_endpoints_own_first_token_limit_is_kept():
         await router.stream(chat("x")).collect()
     answer = await router.stream(chat("x")).collect()
     assert (answer.endpoint, answer.text) == ("primary", "slow but in time")
+
+
+def test_the_config_sets_the_learned_limit_with_durations():
+    from bastion.routing.configure import load_router_config
+
+    parts = load_router_config(
+        {
+            "endpoints": [ONE_ENDPOINT],
+            "first_token": {"floor": "250ms", "ceiling": "3m", "quantile": 0.99},
+        }
+    )
+    assert parts.options.first_token == AdaptiveFirstToken(floor=0.25, ceiling=180.0, quantile=0.99)
+
+
+@pytest.mark.parametrize(
+    ("section", "field"),
+    [
+        ({"quantile": 1.5}, "first_token.quantile"),
+        ({"floor": "10s", "ceiling": "1s"}, "ceiling must be at least floor"),
+        ({"window": 3, "min_samples": 5}, "window must be at least min_samples"),
+        ({"factr": 2}, "first_token.factr"),
+    ],
+)
+def test_a_bad_first_token_section_is_an_error_naming_the_field(section, field):
+    from bastion.config import ConfigError
+    from bastion.routing.configure import load_router_config
+
+    with pytest.raises(ConfigError, match=field.replace(".", r"\.")):
+        load_router_config(
+            {
+                "endpoints": [{"id": "a", "provider": "scripted", "model": "m"}],
+                "first_token": section,
+            }
+        )
