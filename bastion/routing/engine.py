@@ -118,6 +118,10 @@ class Attempt(Generic[M]):
         tb: TracebackType | None,
     ) -> bool:
         slot = self.slot
+        # The loop and its attempt refer to each other until here: let go, so that a
+        # request leaves no reference cycle for the garbage collector to find (measured:
+        # ten more collections per thousand requests). A failure is settled again below.
+        self._loop._last = None
         if exc is None:
             slot.release()  # ended with no verdict: nothing is owed to the endpoint
             return False

@@ -133,3 +133,21 @@ async def test_a_stream_left_mid_answer_releases_its_slot():
         break
     await stream.aclose()
     assert released(router)
+
+
+async def test_a_request_leaves_no_reference_cycle_behind():
+    import gc
+
+    router = build({"a": ScriptedModel(default="fine")})
+    await router.complete(chat("x"))  # warm: anything built once is built now
+    gc.collect()
+    gc.disable()
+    try:
+        for _ in range(20):
+            await router.complete(chat("x"))
+            stream = router.stream(chat("x"))
+            async for _event in stream:
+                pass
+        assert gc.collect() == 0
+    finally:
+        gc.enable()
