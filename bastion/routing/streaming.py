@@ -59,10 +59,10 @@ class UsageReport:
 
     The final `usage` a stream reports is the serving attempt's own count: after a
     seam its prompt includes the partial answer it continued, and its completion only
-    the continuation. `usage_total` adds every attempt that reported usage; attempts
-    that broke mid-answer report none (providers count at the end), so the text they
-    streamed is estimated at four characters a token in
-    `estimated_unreported_completion_tokens`.
+    the continuation. `usage_total` is what the upstreams reported: only an attempt
+    that finishes reports usage (providers count at the end), so it is that attempt's
+    count; the text that attempts which broke mid-answer streamed is estimated at four
+    characters a token in `estimated_unreported_completion_tokens`.
     """
 
     attempts: int
@@ -117,9 +117,9 @@ class RouterStream:
         # failed attempts and backoff, what came after is the upstream's own time.
         self.serving_since: float | None = None
         self._attempts: list[AttemptRecord] | None = None
-        # What every attempt that reported usage consumed, the served one included;
-        # attempts that broke mid-answer report none (providers count at the end), so
-        # the characters they streamed are kept to estimate them.
+        # What the upstreams reported: only an attempt that finishes reports usage
+        # (providers count at the end), so the characters that broken attempts
+        # streamed are kept to estimate theirs.
         self.usage_total = Usage()
         self.unreported_chars = 0
 
@@ -266,7 +266,7 @@ class RouterStream:
                 attempt.succeed(ttft=segment.ttft, usage=event.usage)
                 run.finish(rt.id, True)
                 self.attempts = tuple(run.attempts)
-                self.usage_total = self.usage_total + (event.usage or Usage())
+                self.usage_total = event.usage or Usage()
                 self.unreported_chars = segment.sent_before
                 yield StreamFinish(event.finish_reason, event.usage or Usage())
                 return

@@ -95,10 +95,14 @@ def build_document() -> Schema:
 
 
 def add_openapi_route(app: web.Application) -> None:
-    """Serve the document at `GET /openapi.json`, serialized once, here."""
-    body = orjson.dumps(build_document())
+    """Serve the document at `GET /openapi.json`, built and serialized on the first
+    request and kept: generating the schemas takes tens of milliseconds, which start-up
+    need not pay."""
+    built: list[bytes] = []
 
     async def openapi(request: web.Request) -> web.Response:
-        return web.Response(body=body, content_type=JSON)
+        if not built:
+            built.append(orjson.dumps(build_document()))
+        return web.Response(body=built[0], content_type=JSON)
 
     app.router.add_get("/openapi.json", openapi)

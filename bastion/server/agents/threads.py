@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from bastion.memory import MemoryStore, RunRecord, WrongResource
+from bastion.memory import MemoryStore, RunRecord, Thread, WrongResource
 from bastion.server.agents.api import run_error
 from bastion.server.agents.bodies import Deleted, ThreadList, ThreadMessages
 from bastion.server.agents.codec import identifier, message_body, run_body, thread_body
@@ -50,6 +50,16 @@ def _not_found(thread_id: str) -> ApiError:
     return ApiError(404, f"no thread {thread_id!r}", param="id", code="thread_not_found")
 
 
+async def _owned_thread(store: MemoryStore, thread_id: str, resource: str) -> Thread:
+    """The thread, if it exists and belongs to `resource` (else 404 / WrongResource)."""
+    thread = await store.get_thread(thread_id)
+    if thread is None:
+        raise _not_found(thread_id)
+    if thread.resource_id != resource:
+        raise WrongResource(thread_id)
+    return thread
+
+
 def _store(request: web.Request) -> MemoryStore | None:
     return request.app[GATEWAY].agents.store
 
@@ -77,11 +87,7 @@ async def get_thread(request: web.Request) -> web.Response:
     if store is None:
         raise _not_found(thread_id)
     try:
-        thread = await store.get_thread(thread_id)
-        if thread is None:
-            raise _not_found(thread_id)
-        if thread.resource_id != resource:
-            raise WrongResource(thread_id)
+        thread = await _owned_thread(store, thread_id, resource)
         messages = await store.messages(thread_id, last=last)
     except Exception as exc:
         raise run_error(exc) from exc
@@ -99,11 +105,7 @@ async def delete_thread(request: web.Request) -> web.Response:
     if store is None:
         raise _not_found(thread_id)
     try:
-        thread = await store.get_thread(thread_id)
-        if thread is None:
-            raise _not_found(thread_id)
-        if thread.resource_id != resource:
-            raise WrongResource(thread_id)
+        await _owned_thread(store, thread_id, resource)
         deleted = await store.delete_thread(thread_id)
     except Exception as exc:
         raise run_error(exc) from exc
