@@ -103,8 +103,8 @@ def test_unusable_tls_settings_name_the_field(pems, tmp_path, tls, says) -> None
 @pytest.mark.parametrize(
     ("proxy", "says"),
     [
-        ("socks5://user:hunter2@proxy.test:1080", "must be http://"),
-        ("http://user:hunter2@proxy.test:99999", "invalid proxy URL"),
+        ("socks5://user:${PROXY_PASSWORD:-hunter2}@proxy.test:1080", "must be http://"),
+        ("http://user:${PROXY_PASSWORD:-hunter2}@proxy.test:99999", "invalid proxy URL"),
         ("http://", "no host"),
         (True, r"endpoints\[0\]\.proxy"),
     ],

@@ -3,7 +3,8 @@
 Beside `bastion.routing.configure` (config → router parts), and like it knows nothing of
 who serves the agents. Building happens in two steps, so that a config reload that
 cannot work changes nothing: `plan_agents(config)` does everything that can fail —
-imports each tool by its "module:function" path, checks names — and raises
+imports each tool by its "module:function" path (only from a module the `trust`
+policy allows, checked before the import), checks names — and raises
 `ConfigError` naming the field (`agents.support.tools[1]: ...`); `AgentPlan.build`
 then makes the `Agent` against a router, which cannot fail.
 
@@ -27,6 +28,7 @@ from bastion.agents.options import Instructions
 from bastion.agents.tools import as_tool
 from bastion.config import BastionConfig, ConfigError
 from bastion.config.schema import AgentConfig, MemorySettings
+from bastion.config.trust import ConfigTrust
 from bastion.memory import Memory, MemoryStore
 from bastion.routing import Router, Target
 from bastion.routing.spec import ModelSpec
@@ -95,15 +97,17 @@ def load_tool(path: str, where: str) -> Tool:
         for part in attr.split("."):
             target = getattr(target, part)
     except Exception as exc:  # an import runs the module: anything can go wrong
-        raise ConfigError(f"{where}: cannot import {path!r}: {type(exc).__name__}: {exc}") from None
+        raise ConfigError(
+            f"{where}: cannot import {path!r}: {type(exc).__name__}: {exc}", field=where
+        ) from None
     if isinstance(target, Tool):
         return target
     if not callable(target) or isinstance(target, type):
-        raise ConfigError(f"{where}: {path!r} is not a function or a @tool")
+        raise ConfigError(f"{where}: {path!r} is not a function or a @tool", field=where)
     try:
         return as_tool(target)
     except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{where}: {path!r} cannot be a tool: {exc}") from None
+        raise ConfigError(f"{where}: {path!r} cannot be a tool: {exc}", field=where) from None
 
 
 def model_spec(model: str | tuple[str | Target, ...]) -> ModelSpec:
@@ -112,17 +116,24 @@ def model_spec(model: str | tuple[str | Target, ...]) -> ModelSpec:
     return model if isinstance(model, str) else list(model)
 
 
-def plan_agents(config: BastionConfig) -> dict[str, AgentPlan]:
-    """Import every agent's tools and check them; `ConfigError` naming the field."""
+def plan_agents(config: BastionConfig, trust: ConfigTrust | None = None) -> dict[str, AgentPlan]:
+    """Import every agent's tools and check them; `ConfigError` naming the field.
+    With `trust`, a tool from a module it does not allow is refused before its module
+    is imported (without, as for a config from Python code, every module is allowed)."""
     plans: dict[str, AgentPlan] = {}
     for name, agent in config.agents.items():
         tools: list[Tool] = []
         seen: set[str] = set()
         for index, path in enumerate(agent.tools):
             where = f"agents.{name}.tools[{index}]"
+            if trust is not None and not trust.allows_module(path.partition(":")[0]):
+                raise ConfigError(
+                    f"{where}: {path!r} is outside the allowed tool modules (server.tool_modules)",
+                    field=where,
+                )
             loaded = load_tool(path, where)
             if loaded.name in seen:
-                raise ConfigError(f"{where}: a second tool named {loaded.name!r}")
+                raise ConfigError(f"{where}: a second tool named {loaded.name!r}", field=where)
             seen.add(loaded.name)
             tools.append(loaded)
         plans[name] = AgentPlan(name, agent, model_spec(agent.model), tuple(tools))

@@ -1,6 +1,15 @@
 """Configuration: YAML → validated, frozen settings. Knows nothing of what uses them."""
 
-from bastion.config.loader import ConfigError, load_config
+from bastion.config.errors import ConfigError
+from bastion.config.loader import load_config
 from bastion.config.schema import BastionConfig, EndpointConfig, GroupConfig
+from bastion.config.trust import ConfigTrust
 
-__all__ = ["BastionConfig", "ConfigError", "EndpointConfig", "GroupConfig", "load_config"]
+__all__ = [
+    "BastionConfig",
+    "ConfigError",
+    "ConfigTrust",
+    "EndpointConfig",
+    "GroupConfig",
+    "load_config",
+]

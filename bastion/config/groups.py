@@ -18,7 +18,7 @@ from pydantic import ConfigDict, Field
 
 from bastion.resilience.errors import ErrorKind, Rule
 from bastion.resilience.retry import KindPolicy, RetryPolicy
-from bastion.resilience.settings import Duration, settings
+from bastion.resilience.settings import Count, Duration, settings
 from bastion.types import ChatRequest, ChatResponse, RuntimeContext
 
 Strategy = Literal["priority", "weighted", "least-latency"]
@@ -39,7 +39,7 @@ class Target:
     __pydantic_config__ = ConfigDict(extra="forbid")
 
     endpoint: Annotated[str, Field(alias="model", min_length=1)]
-    retries: Annotated[int | None, Field(ge=0)] = None
+    retries: Annotated[Count | None, Field(ge=0, le=100)] = None
 
 
 @settings
@@ -50,7 +50,7 @@ class Hedge:
     bounded by [`min_delay`, `max_delay`]; `initial` is used until there is history.
     """
 
-    multiplier: Annotated[float, Field(gt=0)] = 2.0
+    multiplier: Annotated[float, Field(gt=0, le=100)] = 2.0
     min_delay: Duration = 0.05
     max_delay: Duration = 5.0
     initial: Duration = 1.0

@@ -6,30 +6,20 @@ ConfigError: bastion.yaml, line 7, endpoints[0].timeouts.connect: not a duration
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+import structlog
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
+from bastion.config.errors import ConfigError, FieldError, Loc, dotted
 from bastion.config.schema import BastionConfig
+from bastion.config.trust import ENV_REFERENCE, ConfigTrust, TrustSettings, literal_secrets
 
-_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-
-Loc = tuple[str | int, ...]
-
-
-class ConfigError(ValueError):
-    """A config that cannot be used. The message names the file, line and field; it
-    never contains the value of a secret."""
-
-    def __init__(self, message: str, *, source: str = "", line: int | None = None) -> None:
-        where = source + (f", line {line}" if line is not None else "")
-        super().__init__(f"{where}: {message}" if where else message)
-        self.source = source
-        self.line = line
+_log = structlog.get_logger("bastion.config")
+M = TypeVar("M", bound=BaseModel)
 
 
 def _lines(node: yaml.Node, loc: Loc, out: dict[Loc, int]) -> None:
@@ -38,7 +28,6 @@ def _lines(node: yaml.Node, loc: Loc, out: dict[Loc, int]) -> None:
     if isinstance(node, yaml.MappingNode):
         for key_node, value_node in node.value:
             key = key_node.value if isinstance(key_node, yaml.ScalarNode) else str(key_node)
-            out[(*loc, key)] = key_node.start_mark.line + 1
             _lines(value_node, (*loc, key), out)
             out[(*loc, key)] = key_node.start_mark.line + 1
     elif isinstance(node, yaml.SequenceNode):
@@ -46,48 +35,56 @@ def _lines(node: yaml.Node, loc: Loc, out: dict[Loc, int]) -> None:
             _lines(item, (*loc, index), out)
 
 
-def _dotted(loc: Loc) -> str:
-    text = ""
-    for part in loc:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
-    return text or "(top level)"
-
-
-def _key_path(loc: Loc, lines: Mapping[Loc, int]) -> Loc:
+def _key_path(loc: Loc, data: Any, missing: bool) -> Loc:
     """`loc` without the names pydantic adds for a union's members ("Target", "str"):
-    a part stays if the file has that key, if it is an index, or if it is the last (a
-    missing field is named, though the file lacks it)."""
-    if not lines:
-        return loc
+    a part stays where the document has it, and a `missing` field is named though
+    the document lacks it."""
     kept: Loc = ()
+    node = data
     for index, part in enumerate(loc):
-        candidate = (*kept, part)
-        if candidate in lines or isinstance(part, int) or index == len(loc) - 1:
-            kept = candidate
+        present = (isinstance(node, Mapping) and part in node) or (
+            isinstance(node, list | tuple) and isinstance(part, int) and part < len(node)
+        )
+        if present:
+            node = node[part]
+        elif not (missing and index == len(loc) - 1):
+            continue
+        kept = (*kept, part)
     return kept
 
 
-def _interpolate(value: Any, loc: Loc, source: str, lines: Mapping[Loc, int]) -> Any:
+def _interpolate(
+    value: Any, loc: Loc, source: str, lines: Mapping[Loc, int], trust: ConfigTrust | None
+) -> Any:
     if isinstance(value, str):
 
-        def substitute(match: re.Match[str]) -> str:
+        def substitute(match: Any) -> str:
             name, default = match.group(1), match.group(2)
+            if trust is not None and not trust.allows_env(name):
+                # Refused before the environment is read (the refusals say so first).
+                raise ConfigError(
+                    f"{dotted(loc)}: environment variable {name} is not allowed here",
+                    source=source,
+                    line=lines.get(loc),
+                    field=dotted(loc),
+                )
             found = os.environ.get(name)
             if found is not None:
                 return found
             if default is not None:
-                return default
+                return str(default)
             raise ConfigError(
-                f"{_dotted(loc)}: environment variable {name} is not set",
+                f"{dotted(loc)}: environment variable {name} is not set",
                 source=source,
                 line=lines.get(loc),
+                field=dotted(loc),
             )
 
-        return _ENV.sub(substitute, value)
+        return ENV_REFERENCE.sub(substitute, value)
     if isinstance(value, dict):
-        return {k: _interpolate(v, (*loc, k), source, lines) for k, v in value.items()}
+        return {k: _interpolate(v, (*loc, k), source, lines, trust) for k, v in value.items()}
     if isinstance(value, list):
-        return [_interpolate(v, (*loc, i), source, lines) for i, v in enumerate(value)]
+        return [_interpolate(v, (*loc, i), source, lines, trust) for i, v in enumerate(value)]
     return value
 
 
@@ -102,6 +99,11 @@ def _read(source: str | Path | Mapping[str, Any]) -> tuple[Any, str, dict[Loc, i
             text = path.read_text(encoding="utf-8")
         except OSError as exc:
             raise ConfigError(f"cannot read config: {exc.strerror}", source=str(path)) from None
+        except UnicodeDecodeError as exc:
+            raise ConfigError(
+                f"the config is not UTF-8 text (byte {exc.start} cannot be decoded)",
+                source=str(path),
+            ) from None
         name = str(path)
     else:
         text, name = source, "<config>"
@@ -122,20 +124,96 @@ def _read(source: str | Path | Mapping[str, Any]) -> tuple[Any, str, dict[Loc, i
     return data, name, lines
 
 
-def load_config(source: str | Path | Mapping[str, Any]) -> BastionConfig:
-    """Parse and validate a config from a path, YAML text, or a mapping."""
+def _line(loc: Loc, lines: Mapping[Loc, int]) -> int | None:
+    while loc:
+        if loc in lines:
+            return lines[loc]
+        loc = loc[:-1]
+    return lines.get(())
+
+
+def _invalid(
+    exc: ValidationError, data: Any, name: str, lines: Mapping[Loc, int], within: Loc
+) -> ConfigError:
+    """One `ConfigError` for a `ValidationError` of the section at `within` of the
+    document `data`: its deepest error, at its line.
+
+    Of a union (a name or a `{model, retries}`) the deepest error is the member the
+    value was meant as; the other members' errors, and the errors of the entries
+    around it that failed because it did, say nothing more and are not counted."""
+    errors = exc.errors()
+
+    def where(error: Any) -> Loc:
+        loc = (*within, *(p for p in error["loc"] if isinstance(p, str | int)))
+        cause = (error.get("ctx") or {}).get("error")
+        if isinstance(cause, FieldError):
+            loc = (*loc, *cause.loc)
+        return _key_path(loc, data, error["type"] == "missing")
+
+    first = max(errors, key=lambda error: len(where(error)))
+    loc = where(first)
+    others = sum(1 for e in errors if where(e) != loc[: len(where(e))])
+    more = f" (and {others} more)" if others else ""
+    message = first["msg"].removeprefix("Value error, ")
+    return ConfigError(
+        f"{dotted(loc)}: {message}{more}", source=name, line=_line(loc, lines), field=dotted(loc)
+    )
+
+
+def _validate(
+    model: type[M],
+    value: Any,
+    data: Any,
+    name: str,
+    lines: Mapping[Loc, int],
+    within: Loc = (),
+) -> M:
+    """`value`, the section at `within` of the document `data`, as a `model`."""
+    try:
+        return model.model_validate(value)
+    except ValidationError as exc:
+        raise _invalid(exc, data, name, lines, within) from None
+
+
+def _trust_settings(data: Mapping[str, Any], name: str, lines: Mapping[Loc, int]) -> TrustSettings:
+    """The document's trust settings as written (before `${VAR}` is resolved)."""
+    server = data.get("server")
+    if not isinstance(server, Mapping):
+        return TrustSettings()
+    written = {k: v for k, v in server.items() if k in TrustSettings.model_fields}
+    return _validate(TrustSettings, written, data, name, lines, ("server",))
+
+
+def load_config(
+    source: str | Path | Mapping[str, Any], *, trust: ConfigTrust | None = None
+) -> BastionConfig:
+    """Parse and validate a config from a path, YAML text, or a mapping.
+
+    A path or text is judged against `trust` (see `bastion.config.trust`) before a
+    variable is read or a module imported: a config sent over HTTP against the policy
+    of the server's file; without `trust`, against the policy the document sets for
+    itself (the operator's file). A mapping comes from Python code, which is trusted:
+    it is judged only when `trust` is given. The config's own policy, or `trust`, is
+    `config.trust`."""
     data, name, lines = _read(source)
     if not isinstance(data, dict):
         raise ConfigError("the config must be a mapping at the top level", source=name)
-    data = _interpolate(data, (), name, lines)
-    try:
-        return BastionConfig.model_validate(data)
-    except ValidationError as exc:
-        # The deepest error says most: of a union (a name or a `{model, retries}`) it is
-        # the member the value was meant as, not "should be a valid string".
-        first = max(exc.errors(), key=lambda error: len(error["loc"]))
-        loc = _key_path(tuple(p for p in first["loc"] if isinstance(p, str | int)), lines)
-        line = lines.get(loc) or lines.get(loc[:-1])
-        more = f" (and {len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
-        message = first["msg"].removeprefix("Value error, ")
-        raise ConfigError(f"{_dotted(loc)}: {message}{more}", source=name, line=line) from None
+    settings = _trust_settings(data, name, lines)
+    own = ConfigTrust.of_document(data, settings)
+    judge = trust if trust is not None else own
+    judged = trust is not None or not isinstance(source, Mapping)
+    if judged:
+        for loc, why in judge.refusals(data, settings):
+            raise ConfigError(
+                f"{dotted(loc)}: {why}", source=name, line=_line(loc, lines), field=dotted(loc)
+            )
+        if judge.literal_secrets and next(literal_secrets(data), None) is not None:
+            _log.warning(
+                "config holds secrets as literals (server.allow_literal_secrets): anyone "
+                "who reads it has them; use ${VAR}",
+                source=name,
+            )
+    data = _interpolate(data, (), name, lines, judge if judged else None)
+    config = _validate(BastionConfig, data, data, name, lines)
+    config.attach_trust(judge if trust is not None else own)
+    return config

@@ -18,15 +18,18 @@ from pydantic import (
     AfterValidator,
     BeforeValidator,
     Field,
-    SecretStr,
+    PrivateAttr,
     field_validator,
     model_validator,
 )
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 
+from bastion.config.errors import FieldError
 from bastion.config.groups import Degraded, Hedge, ModelGroup, Strategy, Target, import_handler
+from bastion.config.sections import AuthSettings, KeyConfig, MemorySettings, ServerSettings
 from bastion.config.tracing_schema import TracingSettings
 from bastion.config.transport_schema import ProxySetting, TlsConfig, check_proxy, transport_options
+from bastion.config.trust import ConfigTrust
 from bastion.models.base import Endpoint
 from bastion.models.providers import PROVIDERS, provider
 from bastion.resilience.breaker import BreakerConfig
@@ -34,17 +37,20 @@ from bastion.resilience.budget import BudgetConfig
 from bastion.resilience.errors import ErrorKind
 from bastion.resilience.learned import AdaptiveFirstToken
 from bastion.resilience.outlier import OutlierConfig
-from bastion.resilience.settings import STRICT, Duration, Frozen, PositiveDuration
+from bastion.resilience.settings import STRICT, Count, Duration, Flag, Frozen, PositiveDuration
+
+# Retries of one attempt: past a hundred, the deadline ends the request anyway.
+Retries = Annotated[Count | None, Field(ge=0, le=100)]
 
 
 class KindPolicyConfig(Frozen):
     """`attempts` is accepted as another name for `retries` (DESIGN §3 uses it)."""
 
-    retries: int | None = Field(default=None, ge=0)
-    attempts: int | None = Field(default=None, ge=0)
+    retries: Retries = None
+    attempts: Retries = None
     base: Duration | None = None
     max: Duration | None = None
-    failover: bool | None = None
+    failover: Flag | None = None
     retry_after_cap: Duration | None = None
 
     def overrides(self) -> dict[str, Any]:
@@ -66,7 +72,7 @@ class RuleConfig(Frozen):
     """A user classification rule: every given condition must match."""
 
     kind: ErrorKind
-    status: int | str | None = None
+    status: Annotated[Count, Field(ge=100, le=599)] | str | None = None
     header: dict[str, str] | None = None
     body: str | None = None
 
@@ -161,98 +167,8 @@ class GroupConfig(Frozen):
     degraded: Annotated[Degraded | None, BeforeValidator(_degraded)] = None
     retry: RetryConfig = Field(default_factory=dict)
     classify: tuple[RuleConfig, ...] = ()
-    failover_on_content_filter: bool = _GROUP.failover_on_content_filter
+    failover_on_content_filter: Flag = _GROUP.failover_on_content_filter
     hedge: Annotated[Hedge | None, BeforeValidator(_hedge)] = _GROUP.hedge
-
-
-_SIZE = re.compile(r"^\s*(\d+)\s*(b|kb|kib|mb|mib)?\s*$", re.IGNORECASE)
-_SIZE_UNITS = {None: 1, "b": 1, "kb": 1000, "kib": 1024, "mb": 1000**2, "mib": 1024**2}
-
-
-def _size(value: Any) -> Any:
-    if isinstance(value, str):
-        match = _SIZE.match(value)
-        if match is None:
-            raise ValueError(f"not a size: {value!r} (use e.g. 8MiB, 512KiB, 100000)")
-        unit = match.group(2).lower() if match.group(2) else None
-        return int(match.group(1)) * _SIZE_UNITS[unit]
-    return value
-
-
-Size = Annotated[int, BeforeValidator(_size), Field(gt=0)]
-
-
-class ServerSettings(Frozen):
-    host: str = "127.0.0.1"
-    port: int = Field(default=8080, ge=0, le=65535)
-    max_body: Size = 8 * 1024 * 1024
-    # Streams in flight get this long to finish on shutdown before they are cut.
-    drain_timeout: Duration = 30.0
-    log_requests: bool = False
-
-
-class KeyConfig(Frozen):
-    """An API key for the gateway's clients. `models` (model groups or endpoint ids) and
-    `agents` list what it may use: absent means everything, empty means nothing. `admin`
-    opens the control plane. Limits are per minute and per process.
-
-    The key is a `SecretStr`: reprs and dumps of the config (logs, a config endpoint)
-    show asterisks, never the key."""
-
-    key: SecretStr
-    name: str = Field(min_length=1)
-    models: tuple[str, ...] | None = None
-    agents: tuple[str, ...] | None = None
-    admin: bool = False
-    requests_per_minute: int | None = Field(default=None, ge=1)
-    tokens_per_minute: int | None = Field(default=None, ge=1)
-
-    @field_validator("key")
-    @classmethod
-    def _usable(cls, value: SecretStr) -> SecretStr:
-        # The messages never quote the value: it is a secret.
-        secret = value.get_secret_value()
-        if len(secret) < 8:
-            raise ValueError("a key needs at least 8 characters")
-        # Keys travel in an HTTP header, and clients (the openai SDK, curl) send only
-        # visible ASCII there; a key outside it could never be presented.
-        if not all("!" <= c <= "~" for c in secret):
-            raise ValueError("a key may contain only visible ASCII characters, no spaces")
-        return value
-
-
-class AuthSettings(Frozen):
-    """API keys for the gateway's clients. With none, the gateway is open."""
-
-    keys: tuple[KeyConfig, ...] = ()
-
-    @model_validator(mode="after")
-    def _unique(self) -> AuthSettings:
-        names = [k.name for k in self.keys]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise ValueError(f"duplicate key names: {', '.join(dupes)}")
-        if len({k.key.get_secret_value() for k in self.keys}) != len(self.keys):
-            raise ValueError("two keys have the same value")
-        return self
-
-
-class MemorySettings(Frozen):
-    """Where agents keep threads: `sqlite:///path.db` (default), `postgresql://…`,
-    `redis://…`. Threads idle longer than `retention` are deleted by a sweep."""
-
-    store: str = "sqlite:///bastion.db"
-    last_n: int = Field(default=20, ge=0)
-    retention: Duration | None = None
-    lease_ttl: PositiveDuration = 60.0
-    wait: PositiveDuration = 30.0
-
-    @field_validator("store")
-    @classmethod
-    def _scheme(cls, value: str) -> str:
-        if not re.match(r"^(sqlite|postgres(ql)?|rediss?)://", value):
-            raise ValueError("store must start with sqlite://, postgresql:// or redis://")
-        return value
 
 
 class AgentConfig(Frozen):
@@ -263,8 +179,8 @@ class AgentConfig(Frozen):
     instructions: str = Field(min_length=1)
     model: str | tuple[str | Target, ...]
     tools: tuple[Annotated[str, Field(pattern=r"^[\w.]+:[\w.]+$")], ...] = ()
-    max_steps: int = Field(default=10, ge=1, le=100)
-    memory: bool = True
+    max_steps: Annotated[Count, Field(ge=1, le=100)] = 10
+    memory: Flag = True
 
 
 def _refuse(what: str) -> BeforeValidator:
@@ -290,9 +206,9 @@ class BastionConfig(Frozen):
     budget: BudgetConfig = BudgetConfig()
     # The router's defaults (RouterOptions reads them from here).
     deadline: PositiveDuration = 120.0
-    health_checks: bool = True
+    health_checks: Flag = True
     # See RouterOptions.failover_first: fail over at once while another target serves.
-    failover_first: bool = True
+    failover_first: Flag = True
     # How long a stream waits for its first token where an endpoint sets no
     # timeouts.first_token: learned from the endpoint's observed times to first token.
     first_token: AdaptiveFirstToken = AdaptiveFirstToken()
@@ -304,41 +220,79 @@ class BastionConfig(Frozen):
     state: _State = None
     mcp: _Mcp = None
 
+    # The policy this config was judged against (see `load_config`).
+    _trust: ConfigTrust | None = PrivateAttr(default=None)
+
+    @property
+    def trust(self) -> ConfigTrust | None:
+        """The policy `load_config` judged this config against: the one its own
+        document sets, or the one it was given. None for a config built otherwise."""
+        return self._trust
+
+    def attach_trust(self, trust: ConfigTrust) -> None:
+        """Record the policy this config was judged against (`load_config` does)."""
+        self._trust = trust
+
     @model_validator(mode="after")
     def _references(self) -> BastionConfig:
-        ids = [e.id for e in self.endpoints]
-        dupes = sorted({i for i in ids if ids.count(i) > 1})
-        if dupes:
-            raise ValueError(f"duplicate endpoint ids: {', '.join(dupes)}")
-        known = set(ids) | set(self.models)
-        clash = sorted(set(ids) & set(self.models))
-        if clash:
-            raise ValueError(f"names used by both an endpoint and a model: {', '.join(clash)}")
+        # Each error names the entry at fault, so that it points at that entry's line.
+        first: dict[str, int] = {}
+        for index, endpoint in enumerate(self.endpoints):
+            if endpoint.id in first:
+                raise FieldError(
+                    ("endpoints", index, "id"),
+                    f"duplicate endpoint id {endpoint.id!r} (also endpoints[{first[endpoint.id]}])",
+                )
+            first[endpoint.id] = index
+        for name in self.models:
+            if name in first:
+                raise FieldError(
+                    ("models", name),
+                    f"{name!r} names an endpoint too (endpoints[{first[name]}]); "
+                    "a model group needs a name of its own",
+                )
+        known = set(first) | set(self.models)
+
+        def check(ref: str, loc: tuple[str | int, ...]) -> None:
+            if ref not in known:
+                raise FieldError(loc, f"unknown endpoint or model {ref!r}")
+
         for name, group in self.models.items():
-            for target in group.targets:
+            for index, target in enumerate(group.targets):
                 ref = target if isinstance(target, str) else target.endpoint
-                if ref not in known:
-                    raise ValueError(f"models.{name}.targets: unknown endpoint or model {ref!r}")
-            for ref in group.fallbacks:
-                if ref not in known:
-                    raise ValueError(f"models.{name}.fallbacks: unknown endpoint or model {ref!r}")
-        if self.default_model is not None and self.default_model not in known:
-            raise ValueError(f"default_model: unknown endpoint or model {self.default_model!r}")
+                check(ref, ("models", name, "targets", index))
+            for index, ref in enumerate(group.fallbacks):
+                check(ref, ("models", name, "fallbacks", index))
+        if self.default_model is not None:
+            check(self.default_model, ("default_model",))
         for name, agent in self.agents.items():
-            refs = [agent.model] if isinstance(agent.model, str) else agent.model
-            for entry in refs:
-                ref = entry if isinstance(entry, str) else entry.endpoint
-                if ref not in known:
-                    raise ValueError(f"agents.{name}.model: unknown endpoint or model {ref!r}")
+            if isinstance(agent.model, str):
+                check(agent.model, ("agents", name, "model"))
+            else:
+                for index, entry in enumerate(agent.model):
+                    ref = entry if isinstance(entry, str) else entry.endpoint
+                    check(ref, ("agents", name, "model", index))
         if self.auth is not None:
-            agents = set(self.agents or {})
             for index, key in enumerate(self.auth.keys):
-                for ref in key.models or ():
-                    if ref not in known:
-                        raise ValueError(
-                            f"auth.keys[{index}].models: unknown endpoint or model {ref!r}"
+                for at, ref in enumerate(key.models or ()):
+                    check(ref, ("auth", "keys", index, "models", at))
+                for at, ref in enumerate(key.agents or ()):
+                    if ref not in self.agents:
+                        raise FieldError(
+                            ("auth", "keys", index, "agents", at), f"unknown agent {ref!r}"
                         )
-                for ref in key.agents or ():
-                    if ref not in agents:
-                        raise ValueError(f"auth.keys[{index}].agents: unknown agent {ref!r}")
         return self
+
+
+__all__ = [
+    "AgentConfig",
+    "AuthSettings",
+    "BastionConfig",
+    "EndpointConfig",
+    "GroupConfig",
+    "KeyConfig",
+    "MemorySettings",
+    "RetryConfig",
+    "RuleConfig",
+    "ServerSettings",
+]

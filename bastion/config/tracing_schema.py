@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field, ValidationInfo, field_validator
 
-from bastion.resilience.settings import Frozen
+from bastion.resilience.settings import Flag, Frozen
 
 
 def _installed(module: str) -> bool:
@@ -28,7 +28,7 @@ class TracingSettings(Frozen):
     nothing is sent). `sample_ratio` applies to traces that start at Bastion; a
     caller's `traceparent` decides for the traces it continues."""
 
-    enabled: bool = False
+    enabled: Flag = False
     service_name: str = Field(default="bastion", min_length=1)
     exporter: Literal["otlp", "console", "none"] = "otlp"
     endpoint: str | None = Field(default=None, pattern=r"^https?://\S+$")

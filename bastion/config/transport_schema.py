@@ -11,7 +11,7 @@ from typing import Literal
 from pydantic import field_validator, model_validator
 
 from bastion.models.transport_options import ProxyURL, TlsOptions, TransportOptions
-from bastion.resilience.settings import Frozen
+from bastion.resilience.settings import Flag, Frozen
 
 # `proxy:` — a URL (http://[user:pass@]host:port), false (never a proxy, whatever the
 # environment says) or absent (HTTPS_PROXY / HTTP_PROXY / NO_PROXY from the environment).
@@ -32,7 +32,7 @@ class TlsConfig(Frozen):
     ca_file: str | None = None
     cert_file: str | None = None
     key_file: str | None = None
-    verify: bool = True
+    verify: Flag = True
 
     @field_validator("ca_file", "cert_file", "key_file")
     @classmethod

@@ -11,7 +11,7 @@ from pydantic import AfterValidator, BeforeValidator, Field
 from bastion.models.h1 import H1Target
 from bastion.models.providers import PROVIDERS
 from bastion.models.transport_options import TransportOptions
-from bastion.resilience.settings import PositiveDuration, settings
+from bastion.resilience.settings import Count, PositiveDuration, settings
 from bastion.types import ChatRequest, ChatResponse, StreamEvent
 
 Prefill = Literal["auto", "supported", "unsupported"]
@@ -53,8 +53,8 @@ class HealthCheck:
     timeout: PositiveDuration = 2.0
     mode: Literal["http", "completion", "off"] = "http"
     path: str | None = None  # None: the provider's own (OpenAI "/models", Anthropic "/v1/models")
-    healthy_after: Annotated[int, Field(ge=1)] = 2
-    unhealthy_after: Annotated[int, Field(ge=1)] = 2
+    healthy_after: Annotated[Count, Field(ge=1, le=1000)] = 2
+    unhealthy_after: Annotated[Count, Field(ge=1, le=1000)] = 2
 
 
 def _usable_url(url: str) -> str:
@@ -92,9 +92,9 @@ class Endpoint:
     model: Annotated[str, Field(min_length=1)]
     base_url: Annotated[str, AfterValidator(_usable_url)] = ""
     api_key: str | None = field(default=None, repr=False)
-    context_window: Annotated[int | None, Field(gt=0)] = None
-    weight: Annotated[float, Field(ge=0)] = 1.0
-    max_concurrency: Annotated[int | None, Field(ge=1)] = None
+    context_window: Annotated[Count | None, Field(gt=0, le=1_000_000_000)] = None
+    weight: Annotated[float, Field(ge=0, le=1_000_000)] = 1.0
+    max_concurrency: Annotated[Count | None, Field(ge=1, le=1_000_000)] = None
     timeouts: Timeouts = Timeouts()
     health: Annotated[HealthCheck, BeforeValidator(_health)] = HealthCheck()
     prefill: Prefill = "auto"

@@ -22,7 +22,7 @@ from typing import Annotated
 from pydantic import Field
 
 from bastion.resilience.clock import Clock, SlidingCounter, SystemClock
-from bastion.resilience.settings import PositiveDuration, settings
+from bastion.resilience.settings import Count, PositiveDuration, settings
 
 _log = logging.getLogger(__name__)
 
@@ -53,14 +53,14 @@ class BreakerConfig:
     a recovery, not minutes.
     """
 
-    consecutive_failures: Annotated[int, Field(ge=1)] = 5
+    consecutive_failures: Annotated[Count, Field(ge=1, le=1_000_000)] = 5
     failure_rate: Annotated[float, Field(gt=0, le=1)] = 0.5
     window: PositiveDuration = 30.0
-    min_calls: Annotated[int, Field(ge=1)] = 20
+    min_calls: Annotated[Count, Field(ge=1, le=1_000_000)] = 20
     open_for: PositiveDuration = 5.0
     open_for_max: PositiveDuration | None = None
-    backoff: Annotated[float, Field(ge=1)] = 2.0
-    half_open_probes: Annotated[int, Field(ge=1)] = 2
+    backoff: Annotated[float, Field(ge=1, le=100)] = 2.0
+    half_open_probes: Annotated[Count, Field(ge=1, le=1000)] = 2
 
     def __post_init__(self) -> None:
         if self.longest_open < self.open_for:

@@ -12,7 +12,7 @@ from typing import Annotated
 from pydantic import Field
 
 from bastion.resilience.clock import Clock, SlidingCounter, SystemClock
-from bastion.resilience.settings import PositiveDuration, settings
+from bastion.resilience.settings import Count, PositiveDuration, settings
 
 
 @settings
@@ -21,9 +21,9 @@ class BudgetConfig:
     with a floor of `min_retries` per window so a quiet endpoint can still retry (the
     `budget:` section of the config)."""
 
-    ratio: Annotated[float, Field(ge=0)] = 0.2
+    ratio: Annotated[float, Field(ge=0, le=100)] = 0.2
     window: PositiveDuration = 10.0
-    min_retries: Annotated[int, Field(ge=0)] = 3
+    min_retries: Annotated[Count, Field(ge=0, le=1_000_000)] = 3
 
 
 _DEFAULT = BudgetConfig()

@@ -12,7 +12,7 @@ from typing import Annotated
 
 from pydantic import Field
 
-from bastion.resilience.settings import PositiveDuration, settings
+from bastion.resilience.settings import Count, PositiveDuration, settings
 
 
 @settings
@@ -30,12 +30,12 @@ class AdaptiveFirstToken:
     """
 
     quantile: Annotated[float, Field(gt=0, le=1)] = 0.95
-    factor: Annotated[float, Field(ge=1)] = 3.0
+    factor: Annotated[float, Field(ge=1, le=100)] = 3.0
     floor: PositiveDuration = 1.0
     ceiling: PositiveDuration = 120.0
     initial: PositiveDuration = 30.0
-    min_samples: Annotated[int, Field(ge=1)] = 10
-    window: Annotated[int, Field(ge=1, le=10_000)] = 100
+    min_samples: Annotated[Count, Field(ge=1, le=10_000)] = 10
+    window: Annotated[Count, Field(ge=1, le=10_000)] = 100
 
     def __post_init__(self) -> None:
         if self.ceiling < self.floor:

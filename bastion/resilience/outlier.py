@@ -17,7 +17,7 @@ from typing import Annotated
 from pydantic import Field
 
 from bastion.resilience.clock import Clock, SystemClock
-from bastion.resilience.settings import Duration, PositiveDuration, settings
+from bastion.resilience.settings import Count, Duration, PositiveDuration, settings
 
 _log = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ class OutlierConfig:
     traffic to (its breaker still guards it).
     """
 
-    consecutive_errors: Annotated[int, Field(ge=1)] = 5
+    consecutive_errors: Annotated[Count, Field(ge=1, le=1_000_000)] = 5
     base_ejection: PositiveDuration = 30.0
     max_ejection: PositiveDuration = 300.0
     max_ejected_share: Annotated[float, Field(ge=0, le=1)] = 0.5

@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING
 import structlog
 
 from bastion.agents.configure import plan_agents
-from bastion.config import BastionConfig, load_config
+from bastion.config import BastionConfig, ConfigError, load_config
+from bastion.config.trust import ConfigTrust
 from bastion.observability.events import Event, EventHook
 from bastion.observability.metrics import Metrics
 from bastion.routing import Router
@@ -79,7 +80,11 @@ class Gateway:
     """Everything a request handler needs, behind one object stored on the app.
 
     `tracer_provider` replaces the one `tracing:` would build (tests, an application
-    embedding the gateway); it is used only when the config enables tracing."""
+    embedding the gateway); it is used only when the config enables tracing.
+
+    `trust` is the policy a config sent over HTTP is judged against: the one the
+    start-up config's own document set (`config.trust`), else the narrowest. A SIGHUP
+    re-reads the file and its policy with it; a config PUT never changes it."""
 
     def __init__(
         self,
@@ -90,7 +95,10 @@ class Gateway:
     ) -> None:
         self.config = config
         self.source = source
+        self.trust = config.trust or ConfigTrust()
         self.started_at = time.time()
+        # When the live config was loaded, whichever way it came.
+        self.loaded_at = self.started_at
         self.fanout = EventFanout()
         self.metrics = Metrics()
         self.fanout.subscribe(self.metrics)
@@ -158,10 +166,11 @@ class Gateway:
                 router.recover(endpoint)
             return next(s for s in router.status() if s.id == endpoint)
 
-    async def reload(self, config: BastionConfig) -> None:
-        """Swap in a router built from `config` (already validated)."""
+    async def reload(self, config: BastionConfig, trust: ConfigTrust | None = None) -> None:
+        """Swap in a router built from `config` (already validated); its agents' tools
+        only from the modules `trust` allows, when given."""
         async with self._reload_lock:
-            plans = plan_agents(config)  # ConfigError here: nothing has changed
+            plans = plan_agents(config, trust)  # ConfigError here: nothing has changed
             await self.agents.prepare(config.memory, plans)
             old = self.router
             if self.tracing is not None:
@@ -173,6 +182,7 @@ class Gateway:
             self.router = new
             retired_memory = self.agents.install(plans, new, config.memory)
             self.config = config
+            self.loaded_at = time.time()
             self.keys = KeyRing.from_settings(config.auth)
             self.limits = self.limits.reconfigured(config.auth)
             if self._in_flight.get(id(old)):
@@ -184,17 +194,23 @@ class Gateway:
         _log.info("config reloaded", endpoints=len(new.endpoints), groups=len(new.groups))
 
     async def reload_from_source(self) -> None:
-        """Re-read the config file (SIGHUP). A bad file is logged and changes nothing."""
+        """Re-read the config file (SIGHUP), and the policy it sets for configs sent over
+        HTTP. A bad file is logged and audited, naming the file, and changes nothing."""
         if self.source is None:
             _log.warning("reload asked, but the config came from no file")
             return
+        source = str(self.source)
         try:
             config = load_config(self.source)
-            await self.reload(config)
+            trust = config.trust or ConfigTrust()
+            await self.reload(config, trust)
         except ValueError as exc:  # ConfigError, from the file or from its agents
-            _log.error("config reload refused", error=str(exc))
+            reason = exc.detail if isinstance(exc, ConfigError) else str(exc)
+            _log.error("config reload refused", file=source, error=reason)
+            self.audit.record("signal", "reload", source, f"rejected: {reason}")
             return
-        self.audit.record("signal", "reload", str(self.source), "ok")
+        self.trust = trust
+        self.audit.record("signal", "reload", source, "ok")
 
 
 def _tracing(config: BastionConfig, provider: TracerProvider | None) -> GatewayTracing | None:

@@ -55,13 +55,24 @@ def agents_section(**overrides: Any) -> dict[str, Any]:
     return agents
 
 
+def secret(name: str, value: str) -> str:
+    """A secret as a config holds it: from the environment, `value` when unset (a PUT
+    config may hold no literal secret)."""
+    return f"${{{name}:-{value}}}"
+
+
 def auth_section(admin: str, app: str, narrow: str, none: str) -> dict[str, Any]:
     return {
         "keys": [
-            {"key": admin, "name": "ops", "admin": True},
-            {"key": app, "name": "app", "models": ["chat"], "agents": ["support", "failover"]},
-            {"key": narrow, "name": "narrow", "agents": ["support"]},
-            {"key": none, "name": "none", "agents": []},
+            {"key": secret("T_ADMIN_KEY", admin), "name": "ops", "admin": True},
+            {
+                "key": secret("T_APP_KEY", app),
+                "name": "app",
+                "models": ["chat"],
+                "agents": ["support", "failover"],
+            },
+            {"key": secret("T_NARROW_KEY", narrow), "name": "narrow", "agents": ["support"]},
+            {"key": secret("T_NONE_KEY", none), "name": "none", "agents": []},
         ]
     }
 
@@ -74,7 +85,7 @@ def config_for(urls: dict[str, str], store: Path, **sections: Any) -> dict[str, 
                 "provider": "openai",
                 "model": f"model-{name}",
                 "base_url": url,
-                "api_key": "upstream-key",
+                "api_key": secret("T_UPSTREAM_KEY", "upstream-key"),
                 "health": False,
             }
             for name, url in urls.items()

@@ -276,10 +276,10 @@ def test_many_keys_each_authenticate_to_their_own_principal_and_only_digests_are
 
 def test_key_scopes_must_name_known_models_and_agents() -> None:
     bad_model = '\nauth:\n  keys:\n    - {key: "${T_APP_KEY}", name: app, models: [nope]}\n'
-    with pytest.raises(ConfigError, match=r"auth.keys\[0\].models: unknown endpoint or model"):
+    with pytest.raises(ConfigError, match=r"auth.keys\[0\].models\[0\]: unknown endpoint or model"):
         load_config(config_text("http://x/v1", bad_model))
     bad_agent = '\nauth:\n  keys:\n    - {key: "${T_APP_KEY}", name: app, agents: [nope]}\n'
-    with pytest.raises(ConfigError, match=r"auth.keys\[0\].agents: unknown agent 'nope'"):
+    with pytest.raises(ConfigError, match=r"auth.keys\[0\].agents\[0\]: unknown agent 'nope'"):
         load_config(config_text("http://x/v1", bad_agent))
 
 

@@ -262,7 +262,10 @@ async def test_invalid_config_is_400_naming_line_and_field_and_changes_nothing(
     assert error["line"] == line
     assert f"line {line}" in error["message"]
     assert "endpoints[0].timeouts.connect" in error["message"]
-    assert audit_lines(logs) == [("anonymous", "reload", "api", f"rejected: {line}")]
+    [(actor, action, target, outcome)] = audit_lines(logs)
+    assert (actor, action, target) == ("anonymous", "reload", "api")
+    # The reason, not a line number: the field and what is wrong with it.
+    assert outcome.startswith("rejected: endpoints[0].timeouts.connect: not a duration")
 
     assert control.gateway.router is router
     _, models = await control.json("GET", "/v1/models")

@@ -51,7 +51,6 @@ class ControlState:
         # The last config PUT, to tell on the status page whether the live config is
         # that one or the file's.
         self.put_config: BastionConfig | None = None
-        self.put_at: float | None = None
 
 
 CONTROL: web.AppKey[ControlState] = web.AppKey("bastion.control", ControlState)
@@ -125,11 +124,12 @@ async def health(request: web.Request) -> web.Response:
 
 
 def _config_origin(gateway: Gateway, control: ControlState) -> ConfigOrigin:
+    loaded_at = round(gateway.loaded_at, 3)
     if control.put_config is not None and control.put_config is gateway.config:
-        return {"origin": "api", "source": None, "loaded_at": control.put_at}
+        return {"origin": "api", "source": None, "loaded_at": loaded_at}
     if gateway.source is not None:
-        return {"origin": "file", "source": str(gateway.source), "loaded_at": None}
-    return {"origin": "code", "source": None, "loaded_at": None}
+        return {"origin": "file", "source": str(gateway.source), "loaded_at": loaded_at}
+    return {"origin": "code", "source": None, "loaded_at": loaded_at}
 
 
 async def status(request: web.Request) -> web.Response:
@@ -185,12 +185,15 @@ async def recover(request: web.Request) -> web.Response:
 
 
 def _config_error(error: ConfigError) -> ApiError:
-    detail = str(error)
-    if error.source:
-        # The loader names the body "<config>"; the caller knows which body it sent.
-        detail = detail.removeprefix(f"{error.source}, ").removeprefix(f"{error.source}: ")
+    # The detail names the field, not the body ("<config>"): the caller knows which
+    # body it sent. The field is `param`, as in every other 400.
+    line = f"line {error.line}: " if error.line is not None else ""
     return ApiError(
-        400, f"invalid config: {detail}", code="invalid_config", extra={"line": error.line}
+        400,
+        f"invalid config: {line}{error.detail}",
+        param=error.field,
+        code="invalid_config",
+        extra={"line": error.line},
     )
 
 
@@ -216,10 +219,17 @@ async def put_config(request: web.Request) -> web.Response:
 
     The config is not written to disk. The file the server started from stays as it
     was, a SIGHUP re-reads that file (replacing what was PUT here), and a restart
-    starts from it. `${ENV}` references are resolved from the server's environment,
-    as they are in the file. Settings read once at start-up (`server.host`, `port`,
-    `max_body`, `drain_timeout`) take effect at the next restart; `auth` takes effect
-    at once, so a config without the caller's admin key locks the caller out.
+    starts from it.
+
+    The body is judged against the policy of the file the server started from (see
+    `bastion.config.trust`): its tools only from the modules that file allows, its
+    `${ENV}` references only to variables that file references or lists in
+    `server.env_allow` (resolved from the server's environment, as in the file), its
+    secrets as `${ENV}` references, and `server.tool_modules`, `env_allow` and
+    `allow_literal_secrets` as the file has them. Settings read once at start-up
+    (`server.host`, `port`, `max_body`, `drain_timeout`) take effect at the next
+    restart; `auth` takes effect at once, so a config without the caller's admin key
+    locks the caller out.
     """
     gateway = request.app[GATEWAY]
     control = request.app[CONTROL]
@@ -230,16 +240,16 @@ async def put_config(request: web.Request) -> web.Response:
         gateway.audit.record(who, "reload", "api", "rejected: body")
         raise
     try:
-        config = load_config(text)
-        await gateway.reload(config)  # builds and starts the new router, then swaps
+        config = load_config(text, trust=gateway.trust)
+        # Builds and starts the new router, then swaps.
+        await gateway.reload(config, gateway.trust)
     except ConfigError as exc:
-        gateway.audit.record(who, "reload", "api", f"rejected: {exc.line or '-'}")
+        gateway.audit.record(who, "reload", "api", f"rejected: {exc.detail}")
         raise _config_error(exc) from None
     except Exception:
         gateway.audit.record(who, "reload", "api", "failed")
         raise
     control.put_config = config
-    control.put_at = time.time()
     gateway.audit.record(who, "reload", "api", "ok")
     router = gateway.router
     body: Reloaded = {
