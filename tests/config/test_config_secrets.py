@@ -22,7 +22,11 @@ endpoints:
     ("extra", "field", "line"),
     [
         ("    api_key: sk-live-0123456789\n", "endpoints[0].api_key", 6),
-        ("    headers: {Authorization: Bearer sk-live-0123456789}\n", "endpoints[0].headers.Authorization", 6),
+        (
+            "    headers: {Authorization: Bearer sk-live-0123456789}\n",
+            "endpoints[0].headers.Authorization",
+            6,
+        ),
         ("    proxy: http://user:sk-live-0123456789@proxy.test:3128\n", "endpoints[0].proxy", 6),
         (
             "auth:\n  keys:\n    - {key: sk-live-0123456789, name: app}\n",
@@ -66,9 +70,7 @@ def test_secrets_from_the_environment_are_accepted(monkeypatch) -> None:
 
 def test_the_opt_out_allows_literal_secrets_with_a_loud_warning() -> None:
     text = (
-        ENDPOINT
-        + "    api_key: sk-live-0123456789\n"
-        + "server: {allow_literal_secrets: true}\n"
+        ENDPOINT + "    api_key: sk-live-0123456789\n" + "server: {allow_literal_secrets: true}\n"
     )
     with capture_logs() as logs:
         config = load_config(text)
