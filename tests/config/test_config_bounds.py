@@ -15,7 +15,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bastion.config import ConfigError, load_config
-from bastion.config.errors import dotted
 
 DAY = 86400
 Path = tuple[str | int, ...]
@@ -82,6 +81,11 @@ FLOATS: list[tuple[Path, float, bool, float]] = [
 
 NOT_FINITE = st.sampled_from([math.inf, -math.inf, math.nan])
 HUGE = st.integers(min_value=10**20, max_value=10**400)
+
+
+def dotted(where: Path) -> str:
+    """("endpoints", 0, "weight") as the config's errors name it: endpoints[0].weight."""
+    return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in where).lstrip(".")
 
 
 def with_value(where: Path, value: Any) -> str:

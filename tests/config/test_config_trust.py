@@ -13,7 +13,7 @@ import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from conftest import BASE, Serve
@@ -21,7 +21,10 @@ from structlog.testing import capture_logs
 
 from bastion.agents.configure import plan_agents
 from bastion.cli import main
-from bastion.config import ConfigError, ConfigTrust, load_config
+from bastion.config import ConfigError, load_config
+
+if TYPE_CHECKING:
+    from bastion.config import ConfigTrust
 
 
 def agent(*tools: str) -> str:
@@ -192,6 +195,8 @@ def test_env_allow_lets_an_http_config_read_a_variable(tmp_path, environ) -> Non
 
 
 def test_the_narrowest_policy_reads_nothing_and_imports_only_the_demo_tools(environ) -> None:
+    from bastion.config import ConfigTrust
+
     with pytest.raises(ConfigError, match="UPSTREAM_KEY"):
         load_config(endpoint_with_key("UPSTREAM_KEY"), trust=ConfigTrust())
     assert "UPSTREAM_KEY" not in environ.read

@@ -124,7 +124,7 @@ async def health(request: web.Request) -> web.Response:
 
 
 def _config_origin(gateway: Gateway, control: ControlState) -> ConfigOrigin:
-    loaded_at = round(gateway.loaded_at, 3)
+    loaded_at = gateway.loaded_at
     if control.put_config is not None and control.put_config is gateway.config:
         return {"origin": "api", "source": None, "loaded_at": loaded_at}
     if gateway.source is not None:
