@@ -123,7 +123,9 @@ def bare_proxy_server(upstream: str, core: int | None) -> Iterator[procs.Server]
 
 def bastion_config(urls: Mapping[str, str]) -> dict[str, Any]:
     def endpoint(name: str, model: str, url: str) -> dict[str, Any]:
-        return {"id": name, "provider": "openai", "model": model, "base_url": url, "api_key": "x"}
+        # A config file holds no literal secret: the fleet takes any key.
+        key = "${BENCH_UPSTREAM_KEY:-x}"
+        return {"id": name, "provider": "openai", "model": model, "base_url": url, "api_key": key}
 
     return {
         "endpoints": [
