@@ -205,8 +205,9 @@ class Gateway:
             trust = config.trust or ConfigTrust()
             await self.reload(config, trust)
         except ValueError as exc:  # ConfigError, from the file or from its agents
+            # The log line says where (file, line, field); the audit line why.
+            _log.error("config reload refused", file=source, error=str(exc))
             reason = exc.detail if isinstance(exc, ConfigError) else str(exc)
-            _log.error("config reload refused", file=source, error=reason)
             self.audit.record("signal", "reload", source, f"rejected: {reason}")
             return
         self.trust = trust
