@@ -1,49 +1,20 @@
-"""Fixtures for the config tests: a config file on disk, and the gateway `bastion serve`
-would run from it, in process, behind a real loopback client."""
+"""Fixtures for the config tests: a config file on disk and the gateway started from it
+(`serve`), and a module of the operator's own (`own_module`)."""
 
 from __future__ import annotations
 
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
+from config_support import Serve, Served
 
 from bastion.config import load_config
 from bastion.server.app import create_app
 from bastion.server.gateway import Gateway
-
-# One scripted endpoint: a config that needs no network.
-BASE = """\
-endpoints:
-  - {id: a, provider: scripted, model: m, reply: hi, health: false}
-health_checks: false
-"""
-
-
-@dataclass
-class Served:
-    """A gateway started from `path`, as `bastion serve -c path` starts one."""
-
-    path: Path
-    gateway: Gateway
-    client: TestClient[Any, Any]
-
-    async def put_config(self, text: str) -> tuple[int, Any]:
-        response = await self.client.put("/api/v1/config", data=text.encode())
-        return response.status, orjson.loads(await response.read())
-
-    async def status(self) -> Any:
-        response = await self.client.get("/api/v1/status")
-        assert response.status == 200
-        return orjson.loads(await response.read())
-
-
-Serve = Callable[[str], Awaitable[Served]]
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from conftest import BASE, Serve
+from config_support import BASE, Serve
 from structlog.testing import capture_logs
 
 from bastion.cli import main

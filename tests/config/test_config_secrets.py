@@ -4,7 +4,7 @@ is refused, naming the field and never the value, unless the operator opts out."
 from __future__ import annotations
 
 import pytest
-from conftest import BASE
+from config_support import BASE
 from structlog.testing import capture_logs
 
 from bastion.config import ConfigError, load_config

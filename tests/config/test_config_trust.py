@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from conftest import BASE, Serve
+from config_support import BASE, Serve
 from structlog.testing import capture_logs
 
 from bastion.agents.configure import plan_agents
