@@ -6,6 +6,7 @@ ConfigError: bastion.yaml, line 7, endpoints[0].timeouts.connect: not a duration
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypeVar
@@ -58,7 +59,7 @@ def _interpolate(
 ) -> Any:
     if isinstance(value, str):
 
-        def substitute(match: Any) -> str:
+        def substitute(match: re.Match[str]) -> str:
             name, default = match.group(1), match.group(2)
             if trust is not None and not trust.allows_env(name):
                 # Refused before the environment is read (the refusals say so first).
@@ -199,8 +200,7 @@ def load_config(
     if not isinstance(data, dict):
         raise ConfigError("the config must be a mapping at the top level", source=name)
     settings = _trust_settings(data, name, lines)
-    own = ConfigTrust.of_document(data, settings)
-    judge = trust if trust is not None else own
+    judge = trust if trust is not None else ConfigTrust.of_document(data, settings)
     judged = trust is not None or not isinstance(source, Mapping)
     if judged:
         for loc, why in judge.refusals(data, settings):
@@ -215,5 +215,5 @@ def load_config(
             )
     data = _interpolate(data, (), name, lines, judge if judged else None)
     config = _validate(BastionConfig, data, data, name, lines)
-    config.attach_trust(judge if trust is not None else own)
+    config.attach_trust(judge)
     return config

@@ -74,7 +74,8 @@ def _library_dirs() -> tuple[Path, ...]:
 def is_operator_module(module: str) -> bool:
     """Whether `module` is the operator's own code: not bastion, not the standard
     library, not an installed package. Its top-level package is looked up on the path
-    without importing anything (a module not found is nobody's, and fails to import)."""
+    without importing anything. A module not found counts as the operator's: importing
+    it fails, naming the path, and runs nothing."""
     top = module.partition(".")[0]
     if top == "bastion" or top in sys.stdlib_module_names or top in sys.builtin_module_names:
         return False
