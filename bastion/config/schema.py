@@ -193,7 +193,8 @@ class ServerSettings(Frozen):
 
 class KeyConfig(Frozen):
     """An API key for the gateway's clients. `models` (model groups or endpoint ids) and
-    `agents` list what it may use: absent means everything, empty means nothing. `admin`
+    `agents` list what it may use. A key naming either may use only what it names (the
+    other, absent, grants nothing); a key naming neither may use everything. `admin`
     opens the control plane. Limits are per minute and per process.
 
     The key is a `SecretStr`: reprs and dumps of the config (logs, a config endpoint)
