@@ -92,7 +92,7 @@ class Gateway:
         self.source = source
         self.started_at = time.time()
         self.fanout = EventFanout()
-        self.metrics = Metrics()
+        self.metrics = Metrics(known_model=self.knows_model)
         self.fanout.subscribe(self.metrics)
         self.tracing = _tracing(config, tracer_provider)
         if self.tracing is not None:
@@ -126,6 +126,12 @@ class Gateway:
         await self.agents.close()
         if self.tracing is not None:  # last: closing the routers may still finish spans
             await self.tracing.close()
+
+    def knows_model(self, name: str) -> bool:
+        """Whether the live config names `name`: a model group, an endpoint or an agent.
+        Metrics label only such names, so that clients cannot grow the metrics page."""
+        router = self.router
+        return name in router.groups or name in router.endpoints or name in self.agents.plans
 
     def using_router(self) -> RouterHold:
         """The router for one request, held until the request ends (a `with` block)."""
