@@ -10,18 +10,19 @@ from pathlib import Path
 import httpx
 import pytest
 from gateway_support import (
+    AGENT,
     QUESTION,
     FleetProcess,
     GatewayProcess,
     Keys,
     MakeGateway,
+    agent_sections,
     bearer,
     gateway_config,
 )
 
 from bastion.testing import DEFAULT_TEXT
 
-AGENT = "helper"
 RUN = {"prompt": "Tell me about the fox."}
 
 
@@ -43,8 +44,7 @@ def scoped(
     monkeypatch.setenv("BASTION_OPEN_KEY", open_key)
     config = gateway_config(
         fleet,
-        agents={AGENT: {"instructions": "Answer briefly.", "model": "chat", "memory": False}},
-        memory={"store": f"sqlite:///{tmp_path / 'memory.db'}"},
+        **agent_sections(tmp_path / "memory.db"),
         auth={
             "keys": [
                 {"key": "${BASTION_APP_KEY}", "name": "app", "models": ["chat"]},
