@@ -189,6 +189,9 @@ class ServerSettings(Frozen):
     # Streams in flight get this long to finish on shutdown before they are cut.
     drain_timeout: Duration = 30.0
     log_requests: bool = False
+    # A request head not whole this long after its first byte (or, for a connection's
+    # first request, after the connection opened) closes the connection: a slow-loris.
+    header_timeout: PositiveDuration = 10.0
 
 
 class KeyConfig(Frozen):

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import logging
 import multiprocessing
 import os
 import signal
@@ -26,6 +25,7 @@ from bastion.config import ConfigError, load_config
 from bastion.observability.logging import configure_logging
 from bastion.server.app import create_app
 from bastion.server.gateway import Gateway
+from bastion.server.protocol import make_runner
 
 _log = structlog.get_logger("bastion.server")
 
@@ -42,13 +42,7 @@ async def serve_once(
     gateway = Gateway(config, source=config_path)
     app = create_app(gateway)
     settings = config.server
-    runner = web.AppRunner(
-        app,
-        # A client that goes away cancels its handler, and so its upstream attempt.
-        handler_cancellation=True,
-        shutdown_timeout=settings.drain_timeout,
-        access_log=logging.getLogger("aiohttp.access") if settings.log_requests else None,
-    )
+    runner = make_runner(app, settings)
     await runner.setup()
     site = web.TCPSite(
         runner,
