@@ -31,7 +31,7 @@ from aiohttp.http_exceptions import (
     InvalidURLError,
     LineTooLong,
 )
-from aiohttp.web_protocol import ERROR, RequestHandler
+from aiohttp.web_protocol import ERROR, RequestHandler, RequestPayloadError
 
 from bastion.config.schema import ServerSettings
 from bastion.server.common import lossy_header
@@ -187,6 +187,13 @@ class _Handler(RequestHandler):
             return
         self.transport.write(_TIMEOUT_RESPONSE)
         self.force_close()
+
+    def log_exception(self, *args: Any, **kw: Any) -> None:
+        # After a handler, aiohttp reads what is left of the body; a body that cannot be
+        # read (the app has answered 400 for it) ends the connection, without a traceback.
+        if isinstance(kw.get("exc_info"), RequestPayloadError):
+            return
+        super().log_exception(*args, **kw)
 
     def handle_error(
         self,

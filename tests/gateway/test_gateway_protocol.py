@@ -181,3 +181,18 @@ def test_the_access_log_keeps_no_query_value(
     line = '"GET /v1/models?key=***&***&model=*** HTTP/1.1" 200'
     assert wait_for(lambda: line in server.logs()), server.logs()
     assert secret not in server.logs()
+
+
+def test_a_body_that_cannot_be_decoded_is_a_400_without_a_traceback(
+    conn: socket.socket, server: GatewayProcess, keys: Keys
+) -> None:
+    head = (
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: bastion\r\n"
+        f"Authorization: Bearer {keys.app}\r\nContent-Type: application/json\r\n"
+        "Content-Encoding: gzip\r\nContent-Length: 10\r\n\r\n"
+    )
+    conn.sendall(head.encode() + b"0123456789")
+    error = error_of(*read_response(conn), 400)
+    assert (error["code"], error["param"]) == ("invalid_body", "body")
+    assert wait_for(lambda: "request body unreadable" in server.logs())
+    assert "Traceback" not in server.logs()
