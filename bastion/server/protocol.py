@@ -144,11 +144,11 @@ class _Handler(RequestHandler):
 
     def connection_lost(self, exc: BaseException | None) -> None:
         self._stop_head_timer()
+        self._body = None  # it refers back to this handler: no cycle left for the collector
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        if data and self._head_timer is None and self._awaiting_head():
-            self._start_head_timer()
+        begins_head = bool(data) and self._head_timer is None and self._awaiting_head()
         parsed = self._request_count
         super().data_received(data)
         if self._request_count != parsed:
@@ -157,11 +157,18 @@ class _Handler(RequestHandler):
             # then the connection is idle to aiohttp, and its keep-alive limit holds.
             self._stop_head_timer()
             self._body = self._messages[-1][1] if self._messages else None
+        elif begins_head:
+            # Started now rather than before parsing, the same instant: a head that
+            # arrives whole in one read (nearly all of them) costs no timer.
+            self._start_head_timer()
 
     def _awaiting_head(self) -> bool:
         if self._payload_parser is not None or self._upgraded:  # a WebSocket's frames
             return False
-        return self._body is None or bool(self._body.is_eof())
+        if self._body is not None and not self._body.is_eof():
+            return False
+        self._body = None
+        return True
 
     def _start_head_timer(self) -> None:
         self._head_timer = self._loop.call_later(self._head_timeout, self._head_timed_out)
