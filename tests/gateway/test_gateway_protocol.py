@@ -165,6 +165,7 @@ def test_a_refused_head_is_an_openai_error_and_one_log_line(
     assert wait_for(lambda: "malformed request refused" in server.logs())
     logs = server.logs()
     assert logs.count("malformed request refused") == 1
+    assert "UNKNOWN" not in logs  # no access line for it beside the one line
     assert "Traceback" not in logs
     assert secret not in logs
 
