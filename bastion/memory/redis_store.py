@@ -7,14 +7,20 @@ write; after that only writes remain. A client that disconnects mid-call does no
 a script either: it runs whole or, if it never arrived, not at all.
 
 Leases are `SET NX PX` on the server's clock (a crashed holder's lease simply expires);
-renewal and release are Lua scripts that check the owner first, so a holder whose lease
-expired can never release or extend the next holder's.
+taking, renewing and releasing are Lua scripts that check the owner first, so a holder
+whose lease expired can never release or extend the next holder's. Each replica keeps
+the leases it took in `holders:{replica}` and its runs still running in
+`running:{replica}`, so that after a restart it can let go of exactly those (`recover`).
 
 Keys, under `prefix`: `thread:{id}` (hash: resource r, version v, created c, updated
-u, metadata m), `msgs:{id}` (list), `lease:{id}`, `res:{resource}` and `idle` (sorted
-sets of thread ids by update time), `wm:{scope}:{key}`, `run:{id}` (hash), `steps:{id}`
-(hash index → JSON), `schema_version`. One Redis (or primary), not Redis Cluster: the
-scripts touch a thread's keys and the shared indexes together.
+u, metadata m), `msgs:{id}` (list), `lease:{id}` (the owner), `holders:{replica}` (hash
+thread id → owner), `res:{resource}` and `idle` (sorted sets of thread ids by update
+time), `wm:{scope}:{key}`, `run:{id}` (hash, with the `replica` that started it),
+`running:{replica}` (set of run ids), `steps:{id}` (hash index → JSON),
+`schema_version`. One Redis (or primary), not Redis Cluster: the scripts touch a
+thread's keys and the shared indexes together. The replica keys came after layout 1
+without changing it: a replica on older code ignores them, and `recover` checks every
+owner before it deletes.
 """
 
 from __future__ import annotations
@@ -28,10 +34,12 @@ import redis.asyncio as aioredis
 from redis.commands.core import AsyncScript
 
 from bastion.memory import codec
-from bastion.memory._support import SetupOnEnter, WallClock, pending
+from bastion.memory._support import SetupOnEnter, WallClock, new_replica_id, pending
 from bastion.memory.base import (
+    INTERRUPTED,
     CorruptRecord,
     MemoryStoreError,
+    Recovered,
     RunRecord,
     Scope,
     StepRecord,
@@ -100,13 +108,18 @@ redis.call('ZADD', ARGV[1] .. 'idle', ARGV[4], ARGV[2])
 redis.call('ZADD', ARGV[1] .. 'res:' .. redis.call('HGET', t, 'r'), ARGV[4], ARGV[2])
 return {{'ok', redis.call('HMGET', t, 'r', 'v', 'c', 'u', 'm')}}
 """
-_RENEW = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+# KEYS: lease, holders. ARGV: owner, ttl ms, thread id.
+_ACQUIRE = """
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
 end
-return 0
+redis.call('HSET', KEYS[2], ARGV[3], ARGV[1])
+return 1
 """
+# KEYS: lease, holders. ARGV: owner, thread id.
 _RELEASE = """
+if redis.call('HGET', KEYS[2], ARGV[2]) == ARGV[1] then redis.call('HDEL', KEYS[2], ARGV[2]) end
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
@@ -125,23 +138,57 @@ end
 return {n, #ids}
 """
 )
+# KEYS: run, running. ARGV: run id, status, then field, value, ...
 _START_RUN = """
-if redis.call('EXISTS', KEYS[1]) == 0 then redis.call('HSET', KEYS[1], unpack(ARGV)) end
-return 0
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV, 3))
+if ARGV[2] == 'running' then redis.call('SADD', KEYS[2], ARGV[1]) end
+return 1
 """
+# KEYS: run. ARGV: prefix, run id, status, ended at, error ('' for none).
 _FINISH_RUN = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-redis.call('HSET', KEYS[1], 'status', ARGV[1], 'ended_at', ARGV[2])
-if ARGV[3] == '' then redis.call('HDEL', KEYS[1], 'error')
-else redis.call('HSET', KEYS[1], 'error', ARGV[3]) end
+redis.call('HSET', KEYS[1], 'status', ARGV[3], 'ended_at', ARGV[4])
+if ARGV[5] == '' then redis.call('HDEL', KEYS[1], 'error')
+else redis.call('HSET', KEYS[1], 'error', ARGV[5]) end
+local replica = redis.call('HGET', KEYS[1], 'replica')
+if replica then redis.call('SREM', ARGV[1] .. 'running:' .. replica, ARGV[2]) end
 return 1
+"""
+# ARGV: prefix, replica, reason, now. Owner-checked: a lease another replica took over
+# after ours expired stays theirs.
+_RECOVER = """
+local holders = ARGV[1] .. 'holders:' .. ARGV[2]
+local held = redis.call('HGETALL', holders)
+local leases = 0
+for i = 1, #held, 2 do
+  local lease = ARGV[1] .. 'lease:' .. held[i]
+  if redis.call('GET', lease) == held[i + 1] then
+    redis.call('DEL', lease)
+    leases = leases + 1
+  end
+end
+redis.call('DEL', holders)
+local running = ARGV[1] .. 'running:' .. ARGV[2]
+local runs = 0
+for _, id in ipairs(redis.call('SMEMBERS', running)) do
+  local run = ARGV[1] .. 'run:' .. id
+  if redis.call('HGET', run, 'status') == 'running' then
+    redis.call('HSET', run, 'status', 'error', 'ended_at', ARGV[4], 'error', ARGV[3])
+    runs = runs + 1
+  end
+end
+redis.call('DEL', running)
+return {leases, runs}
 """
 
 _SWEEP_BATCH = 200  # threads per script call: Redis serves no one else while it runs
 
 
 class RedisStore(SetupOnEnter):
-    """A `MemoryStore` in Redis. Call `setup()` first, or use `async with`."""
+    """A `MemoryStore` in Redis. Call `setup()` first, or use `async with`.
+    `replica_id` names the process for `recover` (a fresh random one if not given);
+    every replica sharing the Redis needs its own."""
 
     migrations: tuple[RedisMigration, ...] = MIGRATIONS
 
@@ -151,8 +198,10 @@ class RedisStore(SetupOnEnter):
         *,
         prefix: str = "bastion:memory:",
         socket_timeout: float = 10.0,
+        replica_id: str | None = None,
         clock: WallClock = time.time,
     ) -> None:
+        self.replica_id = replica_id or new_replica_id()
         self._url = url
         self.prefix = prefix
         self._socket_timeout = socket_timeout  # bounded: a silent Redis is an error
@@ -170,9 +219,9 @@ class RedisStore(SetupOnEnter):
             self._scripts = {
                 name: c.register_script(body)
                 for name, body in {
-                    "get_or_create": _GET_OR_CREATE, "append": _APPEND, "renew": _RENEW,
+                    "get_or_create": _GET_OR_CREATE, "append": _APPEND, "acquire": _ACQUIRE,
                     "release": _RELEASE, "delete": _DELETE, "sweep": _SWEEP,
-                    "start_run": _START_RUN, "finish_run": _FINISH_RUN,
+                    "start_run": _START_RUN, "finish_run": _FINISH_RUN, "recover": _RECOVER,
                 }.items()
             }  # fmt: skip
         key = self.prefix + "schema_version"
@@ -272,14 +321,15 @@ class RedisStore(SetupOnEnter):
     async def acquire_lease(self, thread_id: str, owner: str, ttl: float) -> bool:
         """Take the lease if free (or expired: the key is gone), or renew it if it is
         already `owner`'s."""
-        key, ms = self._key("lease", thread_id), max(1, int(ttl * 1000))
-        if await self._db.set(key, owner, nx=True, px=ms):
-            return True
-        return bool(await self._run("renew", (owner, ms), keys=(key,)))
+        ms = max(1, int(ttl * 1000))
+        return bool(await self._run("acquire", (owner, ms, thread_id), keys=self._lease(thread_id)))
 
     async def release_lease(self, thread_id: str, owner: str) -> None:
         """Release the lease if `owner` still holds it (never someone else's)."""
-        await self._run("release", (owner,), keys=(self._key("lease", thread_id),))
+        await self._run("release", (owner, thread_id), keys=self._lease(thread_id))
+
+    def _lease(self, thread_id: str) -> tuple[str, str]:
+        return self._key("lease", thread_id), self._key("holders", self.replica_id)
 
     # --- working memory --------------------------------------------------------------
 
@@ -297,11 +347,12 @@ class RedisStore(SetupOnEnter):
         record, so a resumed run does not lose the steps it already has."""
         fields = {
             c: v
-            for c, v in zip(codec.RUN_COLUMNS, codec.run_values(run), strict=True)
+            for c, v in zip(codec.RUN_COLUMNS, codec.run_values(run, self.replica_id), strict=True)
             if v is not None
         }
-        args = [str(x) for pair in fields.items() for x in pair]
-        await self._run("start_run", args, keys=(self._key("run", run.id),))
+        args = [run.id, run.status, *(str(x) for pair in fields.items() for x in pair)]
+        keys = (self._key("run", run.id), self._key("running", self.replica_id))
+        await self._run("start_run", args, keys=keys)
         for step in run.steps:
             await self.record_step(step)
 
@@ -313,7 +364,7 @@ class RedisStore(SetupOnEnter):
     async def finish_run(
         self, run_id: str, status: Literal["ok", "error"], error: str | None
     ) -> None:
-        args = (status, repr(self._clock()), error or "")
+        args = (self.prefix, run_id, status, repr(self._clock()), error or "")
         await self._run("finish_run", args, keys=(self._key("run", run_id),))
 
     async def get_run(self, run_id: str) -> RunRecord | None:
@@ -327,6 +378,13 @@ class RedisStore(SetupOnEnter):
         row.update((_text(k), _text(v)) for k, v in raw_run.items())
         steps = sorted((orjson.loads(s) for s in raw_steps.values()), key=lambda s: s["index"])
         return codec.run_from_row(row, steps)
+
+    async def recover(self) -> Recovered:
+        """Release this replica's leases and finish its running runs as interrupted,
+        in one script."""
+        args = (self.prefix, self.replica_id, INTERRUPTED, repr(self._clock()))
+        leases, runs = await self._run("recover", args)
+        return Recovered(int(leases), int(runs))
 
     # --- retention ---------------------------------------------------------------------
 
