@@ -189,6 +189,10 @@ class ServerSettings(Frozen):
     # Streams in flight get this long to finish on shutdown before they are cut.
     drain_timeout: Duration = 30.0
     log_requests: bool = False
+    # What the memory store knows this gateway by across restarts, so that a restarted
+    # gateway can let go of the leases and runs its crashed predecessor left. Unique per
+    # live process; default: host name, port and config file (see README).
+    replica_id: str | None = Field(default=None, max_length=200, pattern=r"^[!-~]+$")
 
 
 class KeyConfig(Frozen):

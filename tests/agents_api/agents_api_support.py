@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp.test_utils import TestClient, TestServer
+from gateway_support import FleetProcess, gateway_config
 
 from bastion.config import load_config
 from bastion.server.app import create_app
@@ -64,6 +65,24 @@ def auth_section(admin: str, app: str, narrow: str, none: str) -> dict[str, Any]
             {"key": none, "name": "none", "agents": []},
         ]
     }
+
+
+def served_config(fleet: FleetProcess, store: Path) -> dict:
+    """The gateway suite's config (chat: primary → secondary, fast retries, breakers
+    out of reach) with the agents, their memory, and keys scoped to agents: `app` may
+    use both agents, `other` only `support`."""
+    return gateway_config(
+        fleet,
+        memory={"store": f"sqlite:///{store}"},
+        agents=agents_section(),
+        auth={
+            "keys": [
+                {"key": "${BASTION_ADMIN_KEY}", "name": "ops", "admin": True},
+                {"key": "${BASTION_APP_KEY}", "name": "app", "agents": ["support", "failover"]},
+                {"key": "${BASTION_OTHER_KEY}", "name": "other", "agents": ["support"]},
+            ]
+        },
+    )
 
 
 def config_for(urls: dict[str, str], store: Path, **sections: Any) -> dict[str, Any]:
