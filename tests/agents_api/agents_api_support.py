@@ -9,6 +9,7 @@ memory in a SQLite file in the test's tmp dir. End to end: the configs the
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -42,7 +43,7 @@ def agents_section(**overrides: Any) -> dict[str, Any]:
     agents: dict[str, Any] = {
         "support": {
             "description": "Answers questions about orders.",
-            "instructions": "You help {tier} customers with their orders.",
+            "instructions": "You help {tier|standard} customers with their orders.",
             "model": "chat",
             "tools": TOOLS,
         },
@@ -148,6 +149,13 @@ async def serve(tmp_path: Path, **sections: Any) -> AsyncIterator[Served]:
         gateway = Gateway(load_config(config))
         async with TestClient(TestServer(create_app(gateway))) as client:
             yield Served(client, gateway, fleet, config)
+
+
+def leases_held(store: Path) -> int:
+    """How many thread leases the SQLite store file holds right now (read-only)."""
+    with sqlite3.connect(f"file:{store}?mode=ro", uri=True) as db:
+        (count,) = db.execute("SELECT count(*) FROM leases").fetchone()
+    return int(count)
 
 
 def calls(*pairs: tuple[str, dict[str, Any]]) -> Fault:
