@@ -106,6 +106,7 @@ class AgentHost:
         except BaseException:
             await store.close()
             raise
+        _log.info("memory store open", store=_redact(settings.store), replica=self.replica)
         if recovered.leases or recovered.runs:
             _log.warning(
                 "memory: released what this replica held before it stopped",
