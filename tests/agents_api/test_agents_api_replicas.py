@@ -88,3 +88,16 @@ async def test_a_second_worker_starting_on_the_store_leaves_the_first_ones_run_a
     assert refusal["error"]["code"] == "thread_busy"
     assert run["status"] == "running"
     assert first.replica_id != second.replica_id
+
+
+def test_server_replica_id_names_the_gateway_and_each_worker_adds_its_index(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    urls = {"primary": "http://127.0.0.1:9/v1", "secondary": "http://127.0.0.1:9/v1"}
+    config = load_config(config_for(urls, tmp_path / "memory.db", server={"replica_id": "pod-3"}))
+    monkeypatch.setenv(WORKER_INDEX_ENV, "2")
+
+    assert Gateway(config).replica_id == "pod-3/2"
+    assert Gateway(config, worker=0).replica_id == "pod-3/0"
+    with pytest.raises(ConfigError, match=r"server\.replica_id"):
+        load_config(config_for(urls, tmp_path / "memory.db", server={"replica_id": "pod 3"}))

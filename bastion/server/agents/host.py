@@ -16,6 +16,7 @@ The store speaks for this gateway's replica id (`replica_id`), recorded with eve
 and run. Right after opening it the host lets go of what a crashed process of the same id
 left behind (`MemoryStore.recover`): its leases, so that the thread it was on is served
 at once, and its runs, which read as failed (interrupted) instead of running forever.
+A reload that changes `server.replica_id` takes effect at the next restart, too.
 """
 
 from __future__ import annotations
