@@ -192,6 +192,10 @@ class ServerSettings(Frozen):
     # A request head not whole this long after its first byte (or, for a connection's
     # first request, after the connection opened) closes the connection: a slow-loris.
     header_timeout: PositiveDuration = 10.0
+    # What the memory store knows this gateway by across restarts, so that a restarted
+    # gateway can let go of the leases and runs its crashed predecessor left. Unique per
+    # live process; default: host name, port and config file (see README).
+    replica_id: str | None = Field(default=None, max_length=200, pattern=r"^[!-~]+$")
 
 
 class KeyConfig(Frozen):

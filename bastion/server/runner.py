@@ -34,12 +34,18 @@ LOOPS = ("auto", "asyncio", "uvloop")
 
 
 async def serve_once(
-    config_path: Path, host: str | None, port: int | None, *, reuse_port: bool = False
+    config_path: Path,
+    host: str | None,
+    port: int | None,
+    *,
+    reuse_port: bool = False,
+    worker: int | None = None,
 ) -> None:
-    """Serve until SIGINT/SIGTERM; reload the config on SIGHUP."""
+    """Serve until SIGINT/SIGTERM; reload the config on SIGHUP. `worker` is this
+    process's index among `--workers N` (its replica id; see `Gateway`)."""
     configure_logging(json=os.environ.get("BASTION_LOG_FORMAT") == "json")
     config = load_config(config_path)
-    gateway = Gateway(config, source=config_path)
+    gateway = Gateway(config, source=config_path, port=port, worker=worker)
     app = create_app(gateway)
     settings = config.server
     runner = make_runner(app, settings)
@@ -92,8 +98,8 @@ def _run(main: Coroutine[None, None, None], loop: str) -> None:
         runner.run(main)
 
 
-def _worker(config_path: str, host: str | None, port: int | None, loop: str) -> None:
-    _run(serve_once(Path(config_path), host, port, reuse_port=True), loop)
+def _worker(config_path: str, host: str | None, port: int | None, loop: str, index: int) -> None:
+    _run(serve_once(Path(config_path), host, port, reuse_port=True, worker=index), loop)
 
 
 def serve(
@@ -115,8 +121,8 @@ def serve(
         return 2
     context = multiprocessing.get_context("spawn")
     children = [
-        context.Process(target=_worker, args=(config_path, host, port, loop), daemon=False)
-        for _ in range(workers)
+        context.Process(target=_worker, args=(config_path, host, port, loop, i), daemon=False)
+        for i in range(workers)
     ]
     for child in children:
         child.start()
