@@ -192,6 +192,11 @@ class ServerSettings(Frozen):
     # A request head not whole this long after its first byte (or, for a connection's
     # first request, after the connection opened) closes the connection: a slow-loris.
     header_timeout: PositiveDuration = 10.0
+    # An idle kept-alive connection is closed after this long. aiohttp's own default is
+    # an hour (for load balancers with long idle timeouts); an hour of idle sockets per
+    # client is a cheap way to run the process out of file descriptors. Raise it above
+    # the idle timeout of a load balancer in front (AWS ALB: 60 s).
+    keepalive_timeout: PositiveDuration = 75.0
     # What the memory store knows this gateway by across restarts, so that a restarted
     # gateway can let go of the leases and runs its crashed predecessor left. Unique per
     # live process; default: host name, port and config file (see README).

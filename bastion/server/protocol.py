@@ -282,12 +282,14 @@ class _Runner(web.AppRunner):
 def make_runner(app: web.Application, settings: ServerSettings) -> web.AppRunner:
     """The runner `bastion serve` starts `app` with: a client that goes away cancels its
     handler (and so its upstream attempt), shutdown waits `drain_timeout` for streams,
-    heads have `header_timeout`, and requests are logged (redacted) if `log_requests`."""
+    heads have `header_timeout`, idle connections `keepalive_timeout`, and requests are
+    logged (redacted) if `log_requests`."""
     return _Runner(
         app,
         settings.header_timeout,
         handler_cancellation=True,
         shutdown_timeout=settings.drain_timeout,
+        keepalive_timeout=settings.keepalive_timeout,
         access_log=logging.getLogger("aiohttp.access") if settings.log_requests else None,
         access_log_class=RedactedAccessLogger,
         max_line_size=MAX_LINE,

@@ -121,6 +121,19 @@ def test_an_idle_kept_alive_connection_is_not_cut_by_the_head_limit(
     assert read_response(conn)[0] == 200
 
 
+def test_an_idle_kept_alive_connection_is_closed_after_the_keepalive_timeout(
+    make_gateway: MakeGateway, fleet: Any, keys: Keys
+) -> None:
+    """Idle sockets are not free: one request each must not hold a connection for the
+    hour aiohttp would allow."""
+    config = gateway_config(fleet, server={"keepalive_timeout": HEAD_TIMEOUT})
+    server = make_gateway(config)
+    with socket.create_connection(("127.0.0.1", server.port), timeout=PATIENCE) as sock:
+        sock.sendall(get("/v1/models", keys.app))
+        assert read_response(sock)[0] == 200
+        assert closed(sock)
+
+
 def test_a_slow_body_is_not_cut_by_the_head_limit(conn: socket.socket, keys: Keys) -> None:
     body = json.dumps({"model": "chat", "messages": QUESTION}).encode()
     head = (
