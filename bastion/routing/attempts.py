@@ -117,7 +117,9 @@ class RequestRun(Generic[M]):
         self._budget_counted: set[str] = set()
         if plan.panic and core.bus.active:
             core.bus.emit(PanicMode(self.request_id, tuple(c.runtime.id for c in plan.candidates)))
-        if not plan.candidates:
+        # With nothing to try, the group's degraded answer (if any) is still an answer:
+        # the loop then ends at once and the strategy serves it.
+        if not plan.candidates and plan.group.degraded is None:
             raise NoTargetAvailable(plan.name, plan.excluded)
 
     def remaining(self) -> float:
