@@ -29,7 +29,13 @@ import structlog
 
 from bastion.models.base import Endpoint
 from bastion.models.h1 import H1Error, H1Pool
-from bastion.models.http_errors import TRANSLATIONS, Translation, body_message, error_message
+from bastion.models.http_errors import (
+    TRANSLATIONS,
+    Translation,
+    body_message,
+    error_message,
+    scrub_secrets,
+)
 from bastion.models.sse import SseError
 from bastion.models.transport import (
     AiohttpTransport,
@@ -305,9 +311,9 @@ class HttpClient:
         return cls(kind, message, endpoint=self._endpoint.id)
 
     def redact(self, text: str) -> str:
-        """`text` without the API key, should an upstream echo it back."""
-        key = self._endpoint.api_key
-        return text.replace(key, "***") if key and key in text else text
+        """`text` without the API key, should an upstream echo it back, nor anything
+        shaped like a credential (see `scrub_secrets`)."""
+        return scrub_secrets(text, self._endpoint.api_key)
 
     async def probe(
         self,

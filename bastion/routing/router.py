@@ -28,8 +28,7 @@ from bastion.models.base import ChatModel, Closeable, Endpoint
 from bastion.models.http import Transport
 from bastion.observability.events import DegradedAnswer, EndpointIsolated, EventBus, EventHook
 from bastion.resilience.clock import Clock, SystemClock
-from bastion.resilience.errors import ErrorKind
-from bastion.routing.attempts import RequestRun
+from bastion.routing.attempts import CALLERS_FAULTS, RequestRun
 from bastion.routing.core import RouterCore
 from bastion.routing.endpoints import EndpointRuntime
 from bastion.routing.engine import AttemptLoop
@@ -243,7 +242,7 @@ class Router:
         self, run: RequestRun, request: ChatRequest, context: RuntimeContext
     ) -> str | ChatResponse | None:
         degraded = run.plan.group.degraded
-        if degraded is None or run.final_kind in _RETURNED_KINDS:
+        if degraded is None or run.final_kind in CALLERS_FAULTS:
             return None
         if self.events.active:
             self.events.emit(DegradedAnswer(run.request_id, run.plan.name))
@@ -302,9 +301,3 @@ class Router:
             return self._core.runtimes[endpoint]
         except KeyError:
             raise KeyError(f"unknown endpoint {endpoint!r}") from None
-
-
-# Kinds whose error is the caller's answer, not a reason for a degraded reply.
-_RETURNED_KINDS = frozenset(
-    {ErrorKind.INVALID_REQUEST, ErrorKind.CONTENT_FILTER, ErrorKind.CONTEXT_LENGTH}
-)
