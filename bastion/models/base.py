@@ -15,6 +15,7 @@ from bastion.resilience.settings import PositiveDuration, settings
 from bastion.types import ChatRequest, ChatResponse, StreamEvent
 
 Prefill = Literal["auto", "supported", "unsupported"]
+UpstreamStream = Literal["auto", "always", "never"]
 
 
 @settings
@@ -85,7 +86,14 @@ class Endpoint:
     `prefill` says how a stream broken mid-answer is continued here: `auto` (default)
     prefills on Anthropic and asks an OpenAI-compatible endpoint by instruction
     (OpenAI's API answers a trailing assistant message anew); `supported` forces
-    prefill (vLLM, llama.cpp); `unsupported` never prefills."""
+    prefill (vLLM, llama.cpp); `unsupported` never prefills.
+
+    `upstream_stream` says how a request for one whole answer is asked here: `always`
+    as a stream read whole, so the first-token and idle limits bound it and a silent
+    upstream is left after the first-token limit; `never` as a plain request, bounded
+    by `timeouts.headers` if set, else only by `total`; `auto` (default) streams to the
+    providers Bastion talks to over HTTP (OpenAI-compatible, Anthropic) unless the
+    request asks for several choices (`n` > 1), and calls a model handed in as it is."""
 
     id: Annotated[str, Field(min_length=1)]
     provider: str
@@ -98,6 +106,7 @@ class Endpoint:
     timeouts: Timeouts = Timeouts()
     health: Annotated[HealthCheck, BeforeValidator(_health)] = HealthCheck()
     prefill: Prefill = "auto"
+    upstream_stream: UpstreamStream = "auto"
     headers: Annotated[tuple[tuple[str, str], ...], BeforeValidator(_pairs)] = field(
         default=(), repr=False
     )

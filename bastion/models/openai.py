@@ -11,7 +11,8 @@ from urllib.parse import urlsplit
 
 from bastion.models.base import Endpoint
 from bastion.models.http import HttpClient, Transport, encode_json
-from bastion.models.openai_wire import ChunkDecoder, parse_response, request_body
+from bastion.models.openai_stream import ChunkDecoder
+from bastion.models.openai_wire import parse_response, request_body
 from bastion.models.sse import iter_sse
 from bastion.types import ChatRequest, ChatResponse, Message, StreamEvent
 

@@ -28,6 +28,7 @@ from bastion.models.base import ChatModel, Closeable, Endpoint
 from bastion.models.http import Transport
 from bastion.observability.events import DegradedAnswer, EndpointIsolated, EventBus, EventHook
 from bastion.resilience.clock import Clock, SystemClock
+from bastion.routing.assemble import Assembled, complete_by_stream
 from bastion.routing.attempts import CALLERS_FAULTS, RequestRun
 from bastion.routing.core import RouterCore
 from bastion.routing.endpoints import EndpointRuntime
@@ -175,16 +176,23 @@ class Router:
         context = context if context is not None else _NO_CONTEXT
         run = await self._begin(model, context, deadline, stream=False)
 
-        def call(candidate: Candidate) -> Awaitable[ChatResponse]:
+        def call(candidate: Candidate) -> Awaitable[ChatResponse | Assembled]:
             rt = candidate.runtime
+            if rt.streams_whole(request):
+                clock = self._core.clock
+                return complete_by_stream(rt, request, remaining=run.remaining(), clock=clock)
             limit = min(rt.endpoint.timeouts.total, run.remaining())
             return within(rt.model.complete(request), limit, phase="total", endpoint=rt.id)
 
         loop = AttemptLoop(run)
         async for attempt in loop:
             with attempt:
-                response = await attempt.call(call)
-                attempt.succeed(usage=response.usage, response_model=response.model)
+                result = await attempt.call(call)
+                if isinstance(result, Assembled):
+                    response, ttft = result.response, result.ttft
+                else:
+                    response, ttft = result, None
+                attempt.succeed(ttft=ttft, usage=response.usage, response_model=response.model)
                 run.finish(attempt.candidate.runtime.id, True)
                 # Built directly: dataclasses.replace costs twice as much on this path.
                 return ChatResponse(

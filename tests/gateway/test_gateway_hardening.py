@@ -10,6 +10,8 @@ import openai
 import pytest
 from gateway_support import QUESTION, FleetProcess, GatewayProcess, Keys, bearer, gateway_config
 
+from bastion.testing import DEFAULT_TEXT
+
 
 @pytest.fixture
 def client(gateway: GatewayProcess, keys: Keys) -> Iterator[openai.OpenAI]:
@@ -71,3 +73,29 @@ def test_every_target_isolated_serves_the_degraded_answer(
         )
         assert streamed.status_code == 200 and '"content":"Busy."' in streamed.text
     assert fleet.attempts("primary") == [] and fleet.attempts("secondary") == []
+
+
+def test_a_stream_passes_on_logprobs_and_the_system_fingerprint(client: openai.OpenAI) -> None:
+    stream = client.chat.completions.create(
+        model="chat", messages=QUESTION, stream=True, logprobs=True, top_logprobs=1
+    )
+    chunks = list(stream)
+    assert chunks and all(c.system_fingerprint == "fp_bastion_fleet" for c in chunks)
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    tokens = [
+        entry.token
+        for c in chunks
+        if c.choices and c.choices[0].logprobs is not None
+        for entry in c.choices[0].logprobs.content or ()
+    ]
+    assert text == DEFAULT_TEXT and "".join(tokens) == DEFAULT_TEXT
+
+
+def test_a_whole_answer_passes_on_logprobs(client: openai.OpenAI) -> None:
+    answer = client.chat.completions.create(model="chat", messages=QUESTION, logprobs=True)
+    choice = answer.choices[0]
+    assert choice.message.content == DEFAULT_TEXT
+    assert choice.logprobs is not None and choice.logprobs.content is not None
+    assert "".join(entry.token for entry in choice.logprobs.content) == DEFAULT_TEXT
+    assert answer.system_fingerprint == "fp_bastion_fleet"
+    assert answer.id.startswith("chatcmpl-fake")
