@@ -25,13 +25,11 @@ class Provider:
     `build(endpoint, session)`: an injected `session` is shared, not owned.
     `needs_base_url`: a config must give the URL (there is no one right default, as
     for "any OpenAI-compatible server"). `scripted`: answers from the endpoint's
-    `reply`, no upstream at all. `streams_whole`: a request for one whole answer is
-    asked as a stream read whole, unless the endpoint says otherwise (`upstream_stream`)."""
+    `reply`, no upstream at all."""
 
     build: Callable[[Endpoint, Transport | None], ChatModel]
     needs_base_url: bool = False
     scripted: bool = False
-    streams_whole: bool = True
 
 
 def _openai(endpoint: Endpoint, session: Transport | None) -> ChatModel:
@@ -56,7 +54,7 @@ PROVIDERS: Mapping[str, Provider] = MappingProxyType(
     {
         "openai": Provider(_openai, needs_base_url=True),
         "anthropic": Provider(_anthropic),
-        "scripted": Provider(_scripted, scripted=True, streams_whole=False),
+        "scripted": Provider(_scripted, scripted=True),
     }
 )
 

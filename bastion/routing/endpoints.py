@@ -8,7 +8,6 @@ from typing import Generic
 from typing_extensions import TypeVar
 
 from bastion.models.base import ChatModel, Endpoint
-from bastion.models.providers import PROVIDERS
 from bastion.resilience.breaker import CircuitBreaker
 from bastion.resilience.budget import RetryBudget
 from bastion.resilience.learned import AdaptiveFirstToken, FirstTokenLimit
@@ -54,12 +53,6 @@ class EndpointRuntime(Generic[M]):
     first_token: FirstTokenLimit = field(
         default_factory=lambda: FirstTokenLimit(AdaptiveFirstToken())
     )
-    # `upstream_stream: auto` streams to the providers Bastion talks to over HTTP.
-    auto_stream: bool = field(init=False)
-
-    def __post_init__(self) -> None:
-        known = PROVIDERS.get(self.endpoint.provider)
-        self.auto_stream = known is not None and known.streams_whole
 
     @property
     def id(self) -> str:
@@ -73,11 +66,9 @@ class EndpointRuntime(Generic[M]):
     def streams_whole(self, request: ChatRequest) -> bool:
         """Whether a request for one whole answer is asked here as a stream read whole
         (see `Endpoint.upstream_stream`)."""
-        mode = self.endpoint.upstream_stream
-        if mode != "auto":
-            return mode == "always"
-        if not self.auto_stream:
-            return False
+        if self.endpoint.upstream_stream != "always":
+            return False  # `auto` is `never` for now: see `Endpoint`
+        # The stream is read for choice 0 only.
         choices = request.extra.get("n") if request.extra else None
         return choices is None or choices == 1
 

@@ -181,8 +181,11 @@ class Router:
             if rt.streams_whole(request):
                 clock = self._core.clock
                 return complete_by_stream(rt, request, remaining=run.remaining(), clock=clock)
-            limit = min(rt.endpoint.timeouts.total, run.remaining())
-            return within(rt.model.complete(request), limit, phase="total", endpoint=rt.id)
+            limit, phase = rt.endpoint.timeouts.whole_answer()
+            remaining = run.remaining()
+            if remaining < limit:
+                limit, phase = remaining, "total"
+            return within(rt.model.complete(request), limit, phase=phase, endpoint=rt.id)
 
         loop = AttemptLoop(run)
         async for attempt in loop:

@@ -41,7 +41,8 @@ async def test_after_a_seam_pieces_name_the_answer_they_came_from(fleet, make_ro
 async def test_a_whole_answer_read_from_a_stream_keeps_what_the_upstream_said(
     fleet, make_router
 ) -> None:
-    answer = await make_router().complete(chat("hi", extra=ASK_LOGPROBS))
+    router = make_router(endpoints={"primary": {"upstream_stream": "always"}})
+    answer = await router.complete(chat("hi", extra=ASK_LOGPROBS))
     assert answer.text == DEFAULT_TEXT
     raw = answer.raw
     assert raw is not None
