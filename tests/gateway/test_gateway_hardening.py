@@ -99,3 +99,25 @@ def test_a_whole_answer_passes_on_logprobs(client: openai.OpenAI) -> None:
     assert "".join(entry.token for entry in choice.logprobs.content) == DEFAULT_TEXT
     assert answer.system_fingerprint == "fp_bastion_fleet"
     assert answer.id.startswith("chatcmpl-fake")
+
+
+def test_a_whole_answer_leaves_a_silent_upstream_after_the_first_token_limit(
+    make_gateway, fleet: FleetProcess, keys: Keys
+) -> None:
+    config = gateway_config(fleet)
+    for endpoint in config["endpoints"]:
+        endpoint["upstream_stream"] = "always"
+        endpoint["timeouts"] = {"first_token": "300ms", "total": "120s"}
+    server = make_gateway(config)
+    fleet.set_default("primary", {"kind": "hang"})
+    with openai.OpenAI(
+        base_url=f"{server.url}/v1", api_key=keys.app, max_retries=0, timeout=20
+    ) as sdk:
+        reply = sdk.chat.completions.with_raw_response.create(model="chat", messages=QUESTION)
+    answer = reply.parse()
+    assert answer.choices[0].message.content == DEFAULT_TEXT
+    assert reply.headers["x-bastion-endpoint"] == "secondary"
+    assert reply.headers["x-bastion-attempts"] == "2"
+    assert answer.system_fingerprint == "fp_bastion_fleet"
+    assert answer.model == "model-secondary" and answer.id.startswith("chatcmpl-fake")
+    assert [a["stream"] for a in fleet.attempts("secondary")] == [True]
