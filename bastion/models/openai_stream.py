@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 
 from bastion.models.http_errors import error_message
-from bastion.models.openai_wire import FAILED_REASONS, finish_reason, usage_of
+from bastion.models.openai_wire import FAILED_REASONS, finish_reason, message_json, usage_of
 from bastion.models.sse import SseEvent
 from bastion.resilience.errors import ErrorKind, StreamBroken, kind_of_message
 from bastion.types import (
@@ -59,14 +59,10 @@ def assembled_answer(
     """A streamed answer as the chat completion the upstream would have answered
     without streaming: its id, model, `system_fingerprint`, `logprobs`, `refusal` and
     usage object as it sent them, around the text and tool calls put back together."""
-    reply: dict[str, Any] = {"role": "assistant", "content": message.content}
+    reply = message_json(message)
+    reply["content"] = message.content  # null when there is none, as OpenAI answers it
     if info.refusal is not None:
         reply["refusal"] = info.refusal
-    if message.tool_calls:
-        reply["tool_calls"] = [
-            {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
-            for c in message.tool_calls
-        ]
     body: dict[str, Any] = {"id": info.id, "object": "chat.completion"}
     if info.created is not None:
         body["created"] = info.created
