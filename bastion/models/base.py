@@ -106,8 +106,8 @@ class Endpoint:
     upstream is left after the first-token limit (a request for several choices, `n` >
     1, is still asked plainly); `never` as a plain request, bounded by its headers
     (`Timeouts.whole_answer`); `auto` (default) is Bastion's choice, today `never`:
-    reading a stream whole costs 2× the client CPU of a plain answer for a short answer
-    and 15× for a long one (docs/benchmarks.md)."""
+    reading a stream whole costs 2.4× the client CPU of a plain answer for a short
+    answer and 8–17× for a long one (docs/benchmarks.md)."""
 
     id: Annotated[str, Field(min_length=1)]
     provider: str
