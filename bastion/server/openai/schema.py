@@ -225,16 +225,12 @@ SCHEMAS: Schema = {
     "Usage": _object(
         {name: {"type": "integer", "minimum": 0} for name in _USAGE_FIELDS}, _USAGE_FIELDS
     ),
+    "Model": _object(
+        {"id": STR, "object": {"const": "model"}, "created": INT, "owned_by": STR},
+        ["id", "object", "created", "owned_by"],
+    ),
     "ModelList": _object(
-        {
-            "object": {"const": "list"},
-            "data": _array(
-                _object(
-                    {"id": STR, "object": {"const": "model"}, "created": INT, "owned_by": STR},
-                    ["id", "object", "created", "owned_by"],
-                )
-            ),
-        },
+        {"object": {"const": "list"}, "data": _array(ref("Model"))},
         ["object", "data"],
     ),
 }
@@ -306,7 +302,26 @@ def paths() -> Schema:
         body_of(ref("ModelList"), "The models."),
         ("Unauthorized",),
     )
-    out: Schema = {"/v1/chat/completions": {"post": chat}, "/v1/models": {"get": models}}
+    model = operation(
+        "retrieveModel",
+        "One model group or endpoint; 404 if there is none of that id or the key may not use it.",
+        body_of(ref("Model"), "The model."),
+        ("Unauthorized", "NotFound"),
+        parameters=[
+            {
+                "name": "model",
+                "in": "path",
+                "required": True,
+                "description": "A model group or endpoint id from `GET /v1/models`.",
+                "schema": STR,
+            }
+        ],
+    )
+    out: Schema = {
+        "/v1/chat/completions": {"post": chat},
+        "/v1/models": {"get": models},
+        "/v1/models/{model}": {"get": model},
+    }
     for item in out.values():
         for op in item.values():
             op["tags"] = ["openai"]
