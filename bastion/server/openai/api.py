@@ -151,9 +151,7 @@ async def _stream(
                     metrics.observe_inter_token(stream.endpoint or "", tick - last)
                 last = tick
                 pending.add(
-                    writer.text(event.text)
-                    if isinstance(event, TextDelta)
-                    else writer.tool_call(event)
+                    writer.text(event) if isinstance(event, TextDelta) else writer.tool_call(event)
                 )
             elif isinstance(event, StreamError):
                 attempts = [
