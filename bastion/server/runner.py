@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import logging
 import multiprocessing
 import os
 import signal
@@ -26,6 +25,7 @@ from bastion.config import ConfigError, load_config
 from bastion.observability.logging import configure_logging
 from bastion.server.app import create_app
 from bastion.server.gateway import Gateway
+from bastion.server.protocol import make_runner
 
 _log = structlog.get_logger("bastion.server")
 
@@ -34,21 +34,21 @@ LOOPS = ("auto", "asyncio", "uvloop")
 
 
 async def serve_once(
-    config_path: Path, host: str | None, port: int | None, *, reuse_port: bool = False
+    config_path: Path,
+    host: str | None,
+    port: int | None,
+    *,
+    reuse_port: bool = False,
+    worker: int | None = None,
 ) -> None:
-    """Serve until SIGINT/SIGTERM; reload the config on SIGHUP."""
+    """Serve until SIGINT/SIGTERM; reload the config on SIGHUP. `worker` is this
+    process's index among `--workers N` (its replica id; see `Gateway`)."""
     configure_logging(json=os.environ.get("BASTION_LOG_FORMAT") == "json")
     config = load_config(config_path)
-    gateway = Gateway(config, source=config_path)
+    gateway = Gateway(config, source=config_path, port=port, worker=worker)
     app = create_app(gateway)
     settings = config.server
-    runner = web.AppRunner(
-        app,
-        # A client that goes away cancels its handler, and so its upstream attempt.
-        handler_cancellation=True,
-        shutdown_timeout=settings.drain_timeout,
-        access_log=logging.getLogger("aiohttp.access") if settings.log_requests else None,
-    )
+    runner = make_runner(app, settings)
     await runner.setup()
     site = web.TCPSite(
         runner,
@@ -98,8 +98,8 @@ def _run(main: Coroutine[None, None, None], loop: str) -> None:
         runner.run(main)
 
 
-def _worker(config_path: str, host: str | None, port: int | None, loop: str) -> None:
-    _run(serve_once(Path(config_path), host, port, reuse_port=True), loop)
+def _worker(config_path: str, host: str | None, port: int | None, loop: str, index: int) -> None:
+    _run(serve_once(Path(config_path), host, port, reuse_port=True, worker=index), loop)
 
 
 def serve(
@@ -121,8 +121,8 @@ def serve(
         return 2
     context = multiprocessing.get_context("spawn")
     children = [
-        context.Process(target=_worker, args=(config_path, host, port, loop), daemon=False)
-        for _ in range(workers)
+        context.Process(target=_worker, args=(config_path, host, port, loop, i), daemon=False)
+        for i in range(workers)
     ]
     for child in children:
         child.start()
