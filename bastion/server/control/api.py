@@ -11,9 +11,11 @@
 Everything but health is for admin keys; the auth middleware enforces that. Nothing
 here depends on it for correctness: every handler validates its own input.
 
-All state is per process. With `bastion serve --workers N` each worker has its own
-breakers, isolation and counters, and a request reaches whichever worker the kernel
-picked: isolate or PUT a config on every worker (the status page names its pid).
+With `bastion serve --workers N` a request reaches whichever worker the kernel picked.
+Writes (config PUT, isolate, recover) are applied on every worker before they answer,
+and the metrics page and the event stream cover all workers (`workers.peers` is the
+hook). Breakers, health, ejection, rate limits and the status page's counters are the
+answering worker's own: the status page says which worker and what is per worker.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from bastion.server.control.events import add_event_routes
 from bastion.server.errors import ApiError, invalid
 from bastion.server.gateway import Gateway
 from bastion.server.keys import GATEWAY
+from bastion.server.workers.peers import PER_WORKER, SHARED, peers_of
 
 
 class ControlState:
@@ -134,12 +137,18 @@ def _config_origin(gateway: Gateway, control: ControlState) -> ConfigOrigin:
 
 async def status(request: web.Request) -> web.Response:
     """Every endpoint's state and counters, the model groups, uptime and where the
-    config came from. The numbers are this worker process's (see the module docs)."""
+    config came from. The numbers are this worker's (`per_worker` lists what each
+    worker keeps for itself, `shared` what all have the same of)."""
     gateway = request.app[GATEWAY]
     router = gateway.router
+    peers = peers_of(request.app)
     body: Status = {
         "pid": os.getpid(),
-        "state_scope": "process",
+        "worker": peers.index,
+        "workers": peers.count,
+        "state_scope": "worker",
+        "per_worker": list(PER_WORKER),
+        "shared": list(SHARED),
         "ready": gateway.ready,
         "uptime_s": round(time.time() - gateway.started_at, 3),
         "config": _config_origin(gateway, request.app[CONTROL]),
@@ -166,7 +175,8 @@ async def _set_isolation(request: web.Request, isolated: bool) -> web.Response:
             404, f"no endpoint {endpoint!r}", param="id", code="endpoint_not_found"
         ) from None
     gateway.audit.record(who, action, endpoint, "ok")
-    return json_response(_endpoint(current))
+    applied = await peers_of(request.app).share_isolation(endpoint, isolated)
+    return json_response(_endpoint(current), headers=applied.headers())
 
 
 async def isolate(request: web.Request) -> web.Response:
@@ -242,12 +252,15 @@ async def put_config(request: web.Request) -> web.Response:
     control.put_at = time.time()
     gateway.audit.record(who, "reload", "api", "ok")
     router = gateway.router
+    applied = await peers_of(request.app).share_config(text, config, list(router.endpoints))
     body: Reloaded = {
         "status": "reloaded",
         "endpoints": list(router.endpoints),
         "models": list(router.groups),
+        "workers": applied.workers,
+        "workers_applied": applied.applied,
     }
-    return json_response(body)
+    return json_response(body, headers=applied.headers())
 
 
 # --- metrics -------------------------------------------------------------------------
@@ -255,9 +268,10 @@ async def put_config(request: web.Request) -> web.Response:
 
 async def metrics(request: web.Request) -> web.Response:
     """Prometheus text format: the counters and histograms kept from events, and the
-    per-endpoint gauges read from the live router now."""
+    per-endpoint gauges read from the live router now. With several workers, counters
+    and histograms are summed over them and gauges carry a `worker` label."""
     gateway = request.app[GATEWAY]
-    page = gateway.metrics.render(gateway.router.status())
+    page = await peers_of(request.app).metrics_page(gateway.metrics.render(gateway.router.status()))
     return web.Response(body=page, headers={"Content-Type": CONTENT_TYPE})
 
 
