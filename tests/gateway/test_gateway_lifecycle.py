@@ -102,7 +102,7 @@ def test_sigterm_lets_the_stream_in_flight_finish_and_refuses_new_connections(
 
 
 def _children(parent: int) -> set[int]:
-    """The worker processes of `parent` (Linux /proc), not multiprocessing's helpers."""
+    """The worker processes of `parent` (Linux /proc)."""
     found = set()
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
@@ -110,7 +110,7 @@ def _children(parent: int) -> set[int]:
             cmdline = (stat.parent / "cmdline").read_bytes()
         except (OSError, IndexError):
             continue
-        if int(fields[1]) == parent and b"spawn_main" in cmdline:
+        if int(fields[1]) == parent and b"bastion.server.workers.worker" in cmdline:
             found.add(int(stat.parent.name))
     return found
 
