@@ -212,3 +212,26 @@ def test_a_worker_that_keeps_dying_is_given_up_on_and_the_others_serve(
     for _ in range(10):
         chat(client, server.url, keys)
     assert server.proc.poll() is None
+
+
+def test_workers_stop_when_the_supervisor_is_killed(
+    start: Callable[[], GatewayProcess], client: httpx.Client
+) -> None:
+    server = start()
+    pids = {status["pid"] for status in statuses(client, server.url)}
+    server.proc.kill()
+    server.proc.wait(5)
+
+    def gone(pid: int) -> bool:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        # Orphans are reaped by init; a zombie left for it counts as gone.
+        try:
+            with open(f"/proc/{pid}/stat") as stat:
+                return stat.read().rsplit(")", 1)[1].split()[0] == "Z"
+        except OSError:
+            return True
+
+    assert wait_for(lambda: all(gone(pid) for pid in pids), timeout=15)
