@@ -99,9 +99,9 @@ async def serve_once(
     # drain_timeout to finish before they are cancelled.
     gateway.ready = False
     gateway.stopping = True
-    if link is not None:
-        await link.close()
     await runner.cleanup()
+    if link is not None:  # after the drain: a write in flight still reaches the siblings
+        await link.close()
 
 
 async def _start(runner: web.AppRunner, link: WorkerLink | None, host: str, port: int) -> None:

@@ -75,10 +75,12 @@ def test_a_client_leaving_mid_stream_cancels_the_upstream_attempt(
     assert fleet.attempts("secondary") == []
 
 
+@pytest.mark.parametrize("workers", [1, 2])
 def test_sigterm_lets_the_stream_in_flight_finish_and_refuses_new_connections(
-    make_gateway: MakeGateway, keys: Keys, fleet: FleetProcess
+    make_gateway: MakeGateway, keys: Keys, fleet: FleetProcess, workers: int
 ) -> None:
-    server = make_gateway()
+    # With two workers the signal goes to the supervisor, which passes it on.
+    server = make_gateway(port=free_port(), workers=workers)
     fleet.set_default("primary", {"kind": "ok", "chunk_delay": 0.2})
     with httpx.stream(
         "POST",

@@ -135,7 +135,9 @@ class Supervisor:
             del self._processes[slot]
             self.hub.gone(slot)
             if self.stopping.is_set():
-                return code
+                # One still starting has no handler yet and dies of the signal passed
+                # on: it stopped as asked.
+                return 0 if -code in (signal.SIGTERM, signal.SIGINT) else code
             if not self.started:
                 # The gateway never came up: stop the others and say so with this code.
                 self.failed = _exit_code(code) or 1
