@@ -9,8 +9,10 @@ from __future__ import annotations
 import json
 import os
 import signal
+import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -139,22 +141,50 @@ def test_the_event_stream_carries_every_workers_events(
 ) -> None:
     server = start()
     seen: set[int] = set()
+    enough = threading.Event()
+
+    def traffic() -> None:  # until both workers' events were seen (the relays connect
+        # as the stream opens, not before)
+        while not enough.wait(0.05):
+            chat(client, server.url, keys)
+
     with httpx.stream(
         "GET", f"{server.url}/api/v1/events", headers=bearer(keys.admin), timeout=10
     ) as stream:
         lines = stream.iter_lines()
         assert next(lines).startswith(":")
-        # The relays from the siblings connect as the stream opens: give them a moment.
-        time.sleep(0.5)
+        sender = threading.Thread(target=traffic)
+        sender.start()
         deadline = time.monotonic() + 15
-        for _ in range(ROUNDS):
-            chat(client, server.url, keys)
-        for line in lines:
-            if line.startswith("data: "):
-                seen.add(json.loads(line.removeprefix("data: "))["worker"])
-            if seen == set(range(WORKERS)) or time.monotonic() > deadline:
-                break
+        try:
+            for line in lines:
+                if line.startswith("data: "):
+                    seen.add(json.loads(line.removeprefix("data: "))["worker"])
+                if seen == set(range(WORKERS)) or time.monotonic() > deadline:
+                    break
+        finally:
+            enough.set()
+            sender.join()
     assert seen == set(range(WORKERS))
+
+
+def test_writes_landing_on_several_workers_at_once_end_the_same_everywhere(
+    start: Callable[[], GatewayProcess], fleet: FleetProcess, client: httpx.Client
+) -> None:
+    server = start()
+
+    def put(version: int) -> int:
+        config = gateway_config(fleet)
+        config["models"][f"v{version}"] = {"targets": ["secondary"]}
+        return client.put(f"{server.url}/api/v1/config", content=yaml.safe_dump(config)).status_code
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        assert list(pool.map(put, range(6))) == [200] * 6
+    groups = {
+        tuple(sorted(group["name"] for group in status["models"]))
+        for status in statuses(client, server.url)
+    }
+    assert len(groups) == 1, groups
 
 
 def _kill_one(client: httpx.Client, url: str) -> tuple[int, set[int]]:
