@@ -45,6 +45,7 @@ from bastion.routing import (
     RouterStream,
     Target,
     UnknownModel,
+    UpstreamDetail,
 )
 from bastion.types import (
     ChatRequest,
@@ -57,6 +58,7 @@ from bastion.types import (
     ToolCall,
     ToolCallDelta,
     ToolSpec,
+    UpstreamInfo,
     Usage,
     assistant,
     chat,
@@ -116,7 +118,9 @@ __all__ = [
     "ToolError",
     "ToolSpec",
     "UnknownModel",
+    "UpstreamDetail",
     "UpstreamError",
+    "UpstreamInfo",
     "Usage",
     "assistant",
     "block",

@@ -139,8 +139,31 @@ class ChatResponse:
 
 
 @dataclass(frozen=True, slots=True)
+class UpstreamInfo:
+    """What an OpenAI-compatible upstream says about its answer besides the content,
+    kept so that the gateway can pass it on as it was said: the answer's `id`,
+    `created`, the `model` that answered, `system_fingerprint`, `service_tier`. On a
+    stream's `StreamFinish` it also holds the `usage` object as sent (every detail, not
+    only those `Usage` types) and the `refusal` text, if any."""
+
+    id: str | None = None
+    created: int | None = None
+    model: str | None = None
+    system_fingerprint: str | None = None
+    service_tier: str | None = None
+    usage: Mapping[str, Any] | None = None
+    refusal: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class TextDelta:
+    """A piece of text. `logprobs` is the upstream's own `logprobs` object for it (OpenAI's
+    shape), when asked for; `info` what the upstream said about the answer (metadata,
+    not content: it takes no part in equality)."""
+
     text: str
+    logprobs: Mapping[str, Any] | None = None
+    info: UpstreamInfo | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,12 +174,14 @@ class ToolCallDelta:
     id: str | None = None
     name: str | None = None
     arguments: str = ""
+    info: UpstreamInfo | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
 class StreamFinish:
     finish_reason: FinishReason
     usage: Usage | None = None
+    info: UpstreamInfo | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)

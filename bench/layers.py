@@ -13,7 +13,9 @@ below, all in front of the same fake upstream at 0 ms and driven by wrk at concu
 - router + metrics: + the Prometheus `Metrics` hook and `observe_request`;
 - app: the whole gateway app (`create_app(Gateway(config))`, what `bastion serve` runs);
 - app + gc.freeze: the same, with the objects alive at startup frozen out of the
-  collector (`gc.freeze()`), as `bastion serve` does once it listens.
+  collector (`gc.freeze()`), as `bastion serve` does once it listens;
+- serve: + `bastion serve`'s connection handler (`server.protocol.make_runner`: the
+  deadline on request heads) in place of aiohttp's own.
 
 Rounds rotate the order; a cell reports the median over rounds. Processes are pinned
 as in `bench.gateway` (servers on core 0, wrk and the fake on core 1).
@@ -36,7 +38,7 @@ from aiohttp import web
 from bench import loadgen, procs
 from bench._common import fleet_processes, machine, pinned, plan_pinning
 
-LAYERS = ("raw", "model", "router", "router + metrics", "app", "app + gc.freeze")
+LAYERS = ("raw", "model", "router", "router + metrics", "app", "app + gc.freeze", "serve")
 CONCURRENCY = 16
 
 
@@ -49,6 +51,7 @@ async def serve(layer: str, upstream: str, port: int) -> None:
     from bastion.server.app import create_app
     from bastion.server.gateway import Gateway
     from bastion.server.openai.codec import completion_body, parse_chat
+    from bastion.server.protocol import make_runner
 
     endpoint = Endpoint(
         id="bench", provider="openai", model="bench", base_url=upstream, api_key="x"
@@ -82,19 +85,24 @@ async def serve(layer: str, upstream: str, port: int) -> None:
                 metrics.observe_request(parsed.model, "ok", False, 0.001, 0.0001)
             return web.Response(body=completion_body(answer, "1"), content_type="application/json")
 
-        if layer.startswith("app"):
+        gateway = None
+        if layer.startswith("app") or layer == "serve":
             config = {"endpoints": [endpoint_config(upstream)], "health_checks": False}
-            app = create_app(Gateway(load_config(config)))
+            gateway = Gateway(load_config(config))
+            app = create_app(gateway)
         else:
             handler = {"raw": raw, "model": via_model}.get(layer, via_router)
             app = web.Application()
             app.router.add_post("/v1/chat/completions", handler)
         app.router.add_get("/_layer/health", lambda _: _ok())
-        runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
+        if gateway is not None and layer == "serve":
+            runner = make_runner(app, gateway.config.server)
+        else:
+            runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
         await runner.setup()
         stack.push_async_callback(runner.cleanup)
         await web.TCPSite(runner, "127.0.0.1", port).start()
-        if layer.endswith("gc.freeze"):
+        if layer.endswith("gc.freeze") or layer == "serve":
             gc.collect()
             gc.freeze()
         stop = asyncio.Event()

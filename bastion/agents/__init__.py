@@ -6,7 +6,13 @@ the run as discrete, recorded steps.
 """
 
 from bastion.agents.agent import Agent, AgentInput
-from bastion.agents.errors import AgentError, OutputInvalid, StepLimitReached, ToolArgumentsInvalid
+from bastion.agents.errors import (
+    AgentError,
+    MissingContext,
+    OutputInvalid,
+    StepLimitReached,
+    ToolArgumentsInvalid,
+)
 from bastion.agents.events import (
     AgentEvent,
     AgentResult,
@@ -17,7 +23,7 @@ from bastion.agents.events import (
     ToolCallStarted,
     ToolResult,
 )
-from bastion.agents.options import AgentMemory, AgentOptions, MemoryTurn, RunStore
+from bastion.agents.options import AgentMemory, AgentOptions, ContextNeeds, MemoryTurn, RunStore
 from bastion.agents.processors import Processor, Refusal, block, redact
 from bastion.agents.tools import Tool, ToolContext, ToolError, tool
 from bastion.types import TextDelta
@@ -30,9 +36,11 @@ __all__ = [
     "AgentMemory",
     "AgentOptions",
     "AgentResult",
+    "ContextNeeds",
     "Error",
     "Finished",
     "MemoryTurn",
+    "MissingContext",
     "ModelSwitched",
     "OutputInvalid",
     "Processor",

@@ -25,9 +25,16 @@ from collections.abc import AsyncGenerator, Callable, Iterable, Mapping, Sequenc
 from contextlib import aclosing
 from typing import Any
 
+from bastion.agents.errors import MissingContext
 from bastion.agents.events import AgentEvent, AgentResult, Error
 from bastion.agents.loop import Limits
-from bastion.agents.options import AgentMemory, AgentOptions, Instructions, RunStore
+from bastion.agents.options import (
+    AgentMemory,
+    AgentOptions,
+    ContextNeeds,
+    Instructions,
+    RunStore,
+)
 from bastion.agents.output import OutputSpec
 from bastion.agents.run import AgentRun, AgentSetup
 from bastion.agents.tools import Tool, as_tool
@@ -119,9 +126,10 @@ class Agent:
         context: RuntimeContext | Mapping[str, Any] | None = None,
         run_id: str | None = None,
     ) -> AgentResult:
-        """Run to the end and return the result. Raises `StepLimitReached`,
-        `ToolArgumentsInvalid`, `OutputInvalid`, or the router's `FailoverError` when
-        no model could answer; a processor's refusal is a result, not an error.
+        """Run to the end and return the result. Raises `MissingContext` (before
+        anything runs), `StepLimitReached`, `ToolArgumentsInvalid`, `OutputInvalid`, or
+        the router's `FailoverError` when no model could answer; a processor's refusal
+        is a result, not an error.
 
         With memory, `thread_id` (and the `resource_id` that owns the thread) makes
         the run a turn on that thread: its history is prepended and, if the run
@@ -154,6 +162,23 @@ class Agent:
             kind = getattr(exc, "kind", None)
             yield Error(str(kind) if kind is not None else "error", str(exc), exc)
 
+    def check_context(self, context: RuntimeContext | Mapping[str, Any] | None) -> RuntimeContext:
+        """The context as a `RuntimeContext`, if it has every value the instructions
+        need (instructions that say so: `ContextNeeds`); else `MissingContext`. Every
+        run checks this before it starts; a server can ask first, to refuse early."""
+        if context is None:
+            ctx = _NO_CONTEXT
+        elif isinstance(context, RuntimeContext):
+            ctx = context
+        else:
+            ctx = RuntimeContext(context)
+        instructions = self._setup.instructions
+        if isinstance(instructions, ContextNeeds):
+            missing = instructions.missing_context(ctx)
+            if missing:
+                raise MissingContext(missing, agent=self.name)
+        return ctx
+
     def _run(
         self,
         prompt: AgentInput,
@@ -166,12 +191,7 @@ class Agent:
     ) -> AgentRun:
         if thread_id is not None and self.memory is not None and not resource_id:
             raise ValueError("a run on a memory thread needs the resource_id that owns it")
-        if context is None:
-            ctx = _NO_CONTEXT
-        elif isinstance(context, RuntimeContext):
-            ctx = context
-        else:
-            ctx = RuntimeContext(context)
+        ctx = self.check_context(context)
         return AgentRun(
             self._setup,
             _messages(prompt),

@@ -8,9 +8,11 @@ imports each tool by its "module:function" path, checks names — and raises
 then makes the `Agent` against a router, which cannot fail.
 
 Instructions may name runtime-context values as `{key}`: "You help {tier} customers."
-A placeholder is filled when the request's context has the key and left as written
-otherwise. The context comes from the caller, so whatever a placeholder lets in is
-the caller's words in the system prompt.
+A run whose context lacks a `{key}` is refused before it starts (`MissingContext`,
+naming the key); `{key|text}` falls back to `text` instead ("{tier|standard}", and
+`{key|}` to nothing). `{{key}}` is no placeholder and stays as written. The context
+comes from the caller, so whatever a placeholder lets in is the caller's words in the
+system prompt.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from typing import Any
 
 import orjson
 
-from bastion.agents import Agent, AgentOptions, Tool
+from bastion.agents import Agent, AgentOptions, MissingContext, Tool
 from bastion.agents.options import Instructions
 from bastion.agents.tools import as_tool
 from bastion.config import BastionConfig, ConfigError
@@ -32,22 +34,36 @@ from bastion.routing import Router, Target
 from bastion.routing.spec import ModelSpec
 from bastion.types import RuntimeContext
 
-_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+# `{key}` or `{key|default}`; not inside doubled braces (`{{key}}` is left as written).
+_PLACEHOLDER = re.compile(r"(?<!\{)\{([A-Za-z_][A-Za-z0-9_]*)(?:\|([^{}]*))?\}(?!\})")
 
 
 class ContextTemplate:
-    """Instructions with `{key}` placeholders filled from the runtime context."""
+    """Instructions with `{key}` and `{key|default}` placeholders filled from the
+    runtime context (text as is, anything else as JSON). A `{key}` the context lacks
+    is `MissingContext` (`missing_context` tells before the run starts)."""
 
-    __slots__ = ("text",)
+    __slots__ = ("_required", "text")
 
     def __init__(self, text: str) -> None:
         self.text = text
+        self._required = tuple(
+            dict.fromkeys(m.group(1) for m in _PLACEHOLDER.finditer(text) if m.group(2) is None)
+        )
+
+    def missing_context(self, context: RuntimeContext) -> tuple[str, ...]:
+        """The keys of placeholders without a default that `context` does not have."""
+        return tuple(key for key in self._required if key not in context)
 
     def __call__(self, context: RuntimeContext) -> str:
+        missing = self.missing_context(context)
+        if missing:
+            raise MissingContext(missing)
+
         def fill(match: re.Match[str]) -> str:
-            key = match.group(1)
+            key, default = match.group(1), match.group(2)
             if key not in context:
-                return match.group(0)
+                return str(default)  # a key without a default was refused above
             value = context[key]
             return value if isinstance(value, str) else orjson.dumps(value).decode()
 

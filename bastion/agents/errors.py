@@ -5,11 +5,14 @@
         StepLimitReached         every model step was used without a final answer
         ToolArgumentsInvalid     the model kept sending arguments that do not validate
         OutputInvalid            the final answer did not match the output schema
+        MissingContext           the instructions name context values the run lacks
 
 Router failures (`FailoverError`, `NoTargetAvailable`) reach the caller unchanged.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 from pydantic import ValidationError
 
@@ -73,6 +76,24 @@ class OutputInvalid(AgentError):
         self.errors = errors
         self.text = text
         self.repairs = repairs
+
+
+class MissingContext(AgentError):
+    """The instructions name runtime-context values (`keys`) that the run was not
+    given and that have no default; raised before the run starts, nothing recorded."""
+
+    kind = "missing_context"
+
+    def __init__(self, keys: Sequence[str], *, agent: str = "", run_id: str = "") -> None:
+        names = ", ".join(repr(k) for k in keys)
+        plural = "s" if len(keys) != 1 else ""
+        who = f"agent {agent!r} needs" if agent else "the instructions need"
+        super().__init__(
+            f"{who} the context value{plural} {names}, which the run was not given",
+            run_id=run_id,
+        )
+        self.agent = agent
+        self.keys = tuple(keys)
 
 
 def describe_validation_error(exc: ValidationError, *, limit: int = 5) -> str:

@@ -14,6 +14,14 @@ from bastion.types import Message, RuntimeContext
 Instructions: TypeAlias = str | Callable[[RuntimeContext], str | Awaitable[str]]
 
 
+@runtime_checkable
+class ContextNeeds(Protocol):
+    """Instructions that can tell, before a run starts, which runtime-context values
+    they need and the context lacks (`bastion.agents.configure.ContextTemplate` does)."""
+
+    def missing_context(self, context: RuntimeContext) -> tuple[str, ...]: ...
+
+
 @dataclass(frozen=True, slots=True)
 class AgentOptions:
     """Everything about an agent beyond who it is, what model and which tools.

@@ -189,11 +189,24 @@ class ServerSettings(Frozen):
     # Streams in flight get this long to finish on shutdown before they are cut.
     drain_timeout: Duration = 30.0
     log_requests: bool = False
+    # A request head not whole this long after its first byte (or, for a connection's
+    # first request, after the connection opened) closes the connection: a slow-loris.
+    header_timeout: PositiveDuration = 10.0
+    # An idle kept-alive connection is closed after this long. aiohttp's own default is
+    # an hour (for load balancers with long idle timeouts); an hour of idle sockets per
+    # client is a cheap way to run the process out of file descriptors. Raise it above
+    # the idle timeout of a load balancer in front (AWS ALB: 60 s).
+    keepalive_timeout: PositiveDuration = 75.0
+    # What the memory store knows this gateway by across restarts, so that a restarted
+    # gateway can let go of the leases and runs its crashed predecessor left. Unique per
+    # live process; default: host name, port and config file (see README).
+    replica_id: str | None = Field(default=None, max_length=200, pattern=r"^[!-~]+$")
 
 
 class KeyConfig(Frozen):
     """An API key for the gateway's clients. `models` (model groups or endpoint ids) and
-    `agents` list what it may use: absent means everything, empty means nothing. `admin`
+    `agents` list what it may use. A key naming either may use only what it names (the
+    other, absent, grants nothing); a key naming neither may use everything. `admin`
     opens the control plane. Limits are per minute and per process.
 
     The key is a `SecretStr`: reprs and dumps of the config (logs, a config endpoint)

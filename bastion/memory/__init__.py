@@ -12,9 +12,11 @@ from typing import TYPE_CHECKING, Any
 
 from bastion.memory._support import FaultHook, SchemaTooNew, WallClock
 from bastion.memory.base import (
+    INTERRUPTED,
     CorruptRecord,
     MemoryStore,
     MemoryStoreError,
+    Recovered,
     RunRecord,
     Scope,
     StepRecord,
@@ -46,12 +48,14 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "INTERRUPTED",
     "CorruptRecord",
     "FaultHook",
     "Memory",
     "MemoryStore",
     "MemoryStoreError",
     "PostgresStore",
+    "Recovered",
     "RedisStore",
     "RunRecord",
     "SchemaTooNew",

@@ -1,7 +1,9 @@
-"""What the three stores share: the test seam, the wall clock, the schema-version check."""
+"""What the three stores share: the test seam, the wall clock, the schema-version check,
+a replica id for a store given none."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Self
@@ -16,6 +18,12 @@ WallClock = Callable[[], float]
 """Seconds since the epoch (`time.time`). Stores persist timestamps, so unlike the
 monotonic `Clock` of the resilience layer this clock must mean the same in every process;
 tests inject one that can be moved forward to make threads look idle."""
+
+
+def new_replica_id() -> str:
+    """A replica id no earlier process had: for a store that was not given one, whose
+    `recover` then has nothing to let go of."""
+    return f"anonymous-{uuid.uuid4().hex}"
 
 
 class SchemaTooNew(MemoryStoreError):

@@ -6,6 +6,11 @@ version is still the one the turn started from (compare-and-set): two runs can n
 interleave their messages or lose one. Runs on one thread take turns through a lease
 (`Memory.turn`), so the second run waits and then sees the first one's messages;
 the compare-and-set is the safety net underneath.
+
+Each store is one replica's handle: it records its `replica_id` with every lease it
+takes and every run it starts, so that a process restarted under the same id can let
+go of what its crashed predecessor held (`recover`) — and of nothing another replica
+holds.
 """
 
 from __future__ import annotations
@@ -18,6 +23,9 @@ from bastion.resilience.errors import BastionError
 from bastion.types import Message
 
 Scope = Literal["thread", "resource"]
+
+INTERRUPTED = "interrupted: the process serving it stopped"
+"""The error `recover` gives a run its replica left `running` when it stopped."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +68,15 @@ class RunRecord:
     ended_at: float | None
     steps: tuple[StepRecord, ...] = ()
     error: str | None = None
+    replica: str | None = None  # who recorded it: set by the store, None before v2
+
+
+@dataclass(frozen=True, slots=True)
+class Recovered:
+    """What `recover` let go of: leases released, runs marked interrupted."""
+
+    leases: int
+    runs: int
 
 
 class MemoryStoreError(BastionError):
@@ -110,6 +127,9 @@ class ThreadBusy(MemoryStoreError):
 class MemoryStore(Protocol):
     """What a backend (SQLite, PostgreSQL, Redis) provides. Every method is atomic on
     its own; `append` is the only one that changes a thread's messages."""
+
+    replica_id: str
+    """The replica this store speaks for, recorded with its leases and runs."""
 
     async def setup(self) -> None:
         """Create or migrate the schema; idempotent."""
@@ -168,3 +188,9 @@ class MemoryStore(Protocol):
     async def sweep(self, idle_for: float) -> int:
         """Delete threads not updated for `idle_for` seconds, except those with a live
         lease (a turn may begin on an old thread); returns how many."""
+
+    async def recover(self) -> Recovered:
+        """Let go of what an earlier process with this `replica_id` left behind: release
+        the leases it still holds and finish its `running` runs as errors (INTERRUPTED).
+        Call once at start, before serving; another replica's leases and runs are never
+        touched, even on a shared database."""

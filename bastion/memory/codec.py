@@ -127,6 +127,7 @@ RUN_COLUMNS = (
     "started_at",
     "ended_at",
     "error",
+    "replica",
 )
 STEP_COLUMNS = (
     "run_id",
@@ -141,9 +142,10 @@ STEP_COLUMNS = (
 )
 
 
-def run_values(run: RunRecord) -> tuple[Any, ...]:
-    """The run's fields in `RUN_COLUMNS` order (its steps are stored apart)."""
-    return tuple(getattr(run, c) for c in RUN_COLUMNS)
+def run_values(run: RunRecord, replica: str) -> tuple[Any, ...]:
+    """The run's fields in `RUN_COLUMNS` order (its steps are stored apart), recorded
+    by `replica`: the store that writes it, whatever the record says."""
+    return (*(getattr(run, c) for c in RUN_COLUMNS[:-1]), replica)
 
 
 def step_values(step: StepRecord) -> tuple[Any, ...]:
@@ -163,6 +165,7 @@ def run_from_row(row: Mapping[str, Any] | Any, steps: Iterable[Any]) -> RunRecor
         ended_at=None if row["ended_at"] is None else float(row["ended_at"]),
         error=row["error"],
         steps=tuple(step_from_row(row["id"], s) for s in steps),
+        replica=row["replica"],
     )
 
 

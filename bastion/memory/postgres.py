@@ -21,9 +21,11 @@ from typing import Any, Literal
 import asyncpg
 
 from bastion.memory import codec
-from bastion.memory._support import FaultHook, SetupOnEnter, WallClock, pending
+from bastion.memory._support import FaultHook, SetupOnEnter, WallClock, new_replica_id, pending
 from bastion.memory.base import (
+    INTERRUPTED,
     MemoryStoreError,
+    Recovered,
     RunRecord,
     Scope,
     StepRecord,
@@ -56,6 +58,15 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "status text NOT NULL, started_at double precision NOT NULL, "
         'ended_at double precision NOT NULL, PRIMARY KEY (run_id, "index"))',
     ),
+    # v2: the replica that holds a lease or started a run, so that it can let go of
+    # them after a restart (`recover`). Rows from before read as NULL: nobody's. The
+    # columns come last, so a replica still on v1 code (positional INSERTs) keeps working.
+    (
+        "ALTER TABLE leases ADD COLUMN replica text",
+        "CREATE INDEX leases_by_replica ON leases (replica)",
+        "ALTER TABLE runs ADD COLUMN replica text",
+        "CREATE INDEX runs_running_by_replica ON runs (replica) WHERE status = 'running'",
+    ),
 )
 
 _SCHEMA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
@@ -63,7 +74,9 @@ _SWEEP_BATCH = 500  # threads per sweep statement: row locks are never held long
 
 
 class PostgresStore(SetupOnEnter):
-    """A `MemoryStore` in PostgreSQL. Call `setup()` first, or use `async with`."""
+    """A `MemoryStore` in PostgreSQL. Call `setup()` first, or use `async with`.
+    `replica_id` names the process for `recover` (a fresh random one if not given);
+    every replica sharing the database needs its own."""
 
     migrations: tuple[tuple[str, ...], ...] = MIGRATIONS
 
@@ -74,9 +87,11 @@ class PostgresStore(SetupOnEnter):
         schema: str | None = None,
         pool_size: int = 10,
         command_timeout: float = 10.0,
+        replica_id: str | None = None,
         clock: WallClock = time.time,
         fault_after_messages: FaultHook | None = None,
     ) -> None:
+        self.replica_id = replica_id or new_replica_id()
         if schema is not None and not _SCHEMA_NAME.fullmatch(schema):
             raise ValueError(f"not a plain PostgreSQL identifier: {schema!r}")
         self._dsn = dsn
@@ -212,12 +227,13 @@ class PostgresStore(SetupOnEnter):
     async def acquire_lease(self, thread_id: str, owner: str, ttl: float) -> bool:
         """Take (or renew) the lease if free, expired, or already `owner`'s."""
         taken = await self._db.fetchval(
-            "INSERT INTO leases VALUES ($1, $2, clock_timestamp() + make_interval(secs => $3)) "
-            "ON CONFLICT (thread_id) DO UPDATE "
-            "SET owner = excluded.owner, expires_at = excluded.expires_at "
+            "INSERT INTO leases (thread_id, owner, expires_at, replica) "
+            "VALUES ($1, $2, clock_timestamp() + make_interval(secs => $3), $4) "
+            "ON CONFLICT (thread_id) DO UPDATE SET owner = excluded.owner, "
+            "expires_at = excluded.expires_at, replica = excluded.replica "
             "WHERE leases.owner = excluded.owner OR leases.expires_at <= clock_timestamp() "
             "RETURNING true",
-            thread_id, owner, float(ttl),
+            thread_id, owner, float(ttl), self.replica_id,
         )  # fmt: skip
         return bool(taken)
 
@@ -248,11 +264,7 @@ class PostgresStore(SetupOnEnter):
         """Record the run (and any steps it carries); starting it again keeps the first
         record, so a resumed run does not lose the steps it already has."""
         async with self._db.acquire() as conn, conn.transaction():
-            await conn.execute(
-                "INSERT INTO runs VALUES ($1, $2, $3, $4, $5, $6, $7, $8) "
-                "ON CONFLICT (id) DO NOTHING",
-                *codec.run_values(run),
-            )
+            await conn.execute(_INSERT_RUN, *codec.run_values(run, self.replica_id))
             await conn.executemany(_UPSERT_STEP, [codec.step_values(s) for s in run.steps])
 
     async def record_step(self, step: StepRecord) -> None:
@@ -278,6 +290,23 @@ class PostgresStore(SetupOnEnter):
                 'SELECT * FROM steps WHERE run_id = $1 ORDER BY "index"', run_id
             )
         return None if run is None else codec.run_from_row(run, steps)
+
+    async def recover(self) -> Recovered:
+        """Release this replica's leases and finish its running runs as interrupted,
+        in one transaction."""
+        async with self._db.acquire() as conn, conn.transaction():
+            leases = await conn.fetchval(
+                "WITH gone AS (DELETE FROM leases WHERE replica = $1 RETURNING 1) "
+                "SELECT count(*) FROM gone",
+                self.replica_id,
+            )
+            runs = await conn.fetchval(
+                "WITH done AS (UPDATE runs SET status = 'error', ended_at = $2, error = $3 "
+                "WHERE replica = $1 AND status = 'running' RETURNING 1) "
+                "SELECT count(*) FROM done",
+                self.replica_id, self._clock(), INTERRUPTED,
+            )  # fmt: skip
+        return Recovered(int(leases), int(runs))
 
     # --- retention ---------------------------------------------------------------------
 
@@ -310,6 +339,11 @@ _DELETE_THREADS = (
     "m AS (DELETE FROM messages WHERE thread_id IN (SELECT id FROM gone)), "
     "w AS (DELETE FROM working_memory WHERE scope = 'thread' AND key IN (SELECT id FROM gone)) "
     "SELECT count(*) FROM gone"
+)
+_INSERT_RUN = (
+    f"INSERT INTO runs ({', '.join(codec.RUN_COLUMNS)}) "
+    f"VALUES ({', '.join(f'${i + 1}' for i in range(len(codec.RUN_COLUMNS)))}) "
+    "ON CONFLICT (id) DO NOTHING"
 )
 _UPSERT_STEP = (
     'INSERT INTO steps VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (run_id, "index") '

@@ -7,14 +7,20 @@ write; after that only writes remain. A client that disconnects mid-call does no
 a script either: it runs whole or, if it never arrived, not at all.
 
 Leases are `SET NX PX` on the server's clock (a crashed holder's lease simply expires);
-renewal and release are Lua scripts that check the owner first, so a holder whose lease
-expired can never release or extend the next holder's.
+taking, renewing and releasing are Lua scripts that check the owner first, so a holder
+whose lease expired can never release or extend the next holder's. Each replica keeps
+the leases it took in `holders:{replica}` and its runs still running in
+`running:{replica}`, so that after a restart it can let go of exactly those (`recover`).
 
 Keys, under `prefix`: `thread:{id}` (hash: resource r, version v, created c, updated
-u, metadata m), `msgs:{id}` (list), `lease:{id}`, `res:{resource}` and `idle` (sorted
-sets of thread ids by update time), `wm:{scope}:{key}`, `run:{id}` (hash), `steps:{id}`
-(hash index → JSON), `schema_version`. One Redis (or primary), not Redis Cluster: the
-scripts touch a thread's keys and the shared indexes together.
+u, metadata m), `msgs:{id}` (list), `lease:{id}` (the owner), `holders:{replica}` (hash
+thread id → owner), `res:{resource}` and `idle` (sorted sets of thread ids by update
+time), `wm:{scope}:{key}`, `run:{id}` (hash, with the `replica` that started it),
+`running:{replica}` (set of run ids), `steps:{id}` (hash index → JSON),
+`schema_version`. One Redis (or primary), not Redis Cluster: the scripts touch a
+thread's keys and the shared indexes together. The replica keys came after layout 1
+without changing it: a replica on older code ignores them, and `recover` checks every
+owner before it deletes.
 """
 
 from __future__ import annotations
@@ -28,10 +34,12 @@ import redis.asyncio as aioredis
 from redis.commands.core import AsyncScript
 
 from bastion.memory import codec
-from bastion.memory._support import SetupOnEnter, WallClock, pending
+from bastion.memory._support import SetupOnEnter, WallClock, new_replica_id, pending
 from bastion.memory.base import (
+    INTERRUPTED,
     CorruptRecord,
     MemoryStoreError,
+    Recovered,
     RunRecord,
     Scope,
     StepRecord,
@@ -40,6 +48,7 @@ from bastion.memory.base import (
     ThreadNotFound,
     WrongResource,
 )
+from bastion.memory.redis_scripts import SCRIPTS
 from bastion.types import Message
 
 RedisMigration = Callable[["aioredis.Redis", str], Awaitable[None]]
@@ -53,95 +62,13 @@ async def _layout_v1(client: aioredis.Redis, prefix: str) -> None:
 # idempotent (two replicas starting at once may both run it).
 MIGRATIONS: tuple[RedisMigration, ...] = (_layout_v1,)
 
-_ROLES = "{" + ", ".join(f"{r} = true" for r in sorted(codec.ROLES)) + "}"
-
-# Shared by delete and sweep: remove one thread and every key and index entry of it.
-_DROP = """
-local function drop(prefix, id)
-  local r = redis.call('HGET', prefix .. 'thread:' .. id, 'r')
-  if not r then return 0 end
-  redis.call('DEL', prefix .. 'thread:' .. id, prefix .. 'msgs:' .. id,
-              prefix .. 'wm:thread:' .. id)
-  redis.call('ZREM', prefix .. 'idle', id)
-  redis.call('ZREM', prefix .. 'res:' .. r, id)
-  return 1
-end
-"""
-_GET_OR_CREATE = """
-local t = ARGV[1] .. 'thread:' .. ARGV[2]
-if redis.call('EXISTS', t) == 0 then
-  redis.call('HSET', t, 'r', ARGV[3], 'v', 0, 'c', ARGV[4], 'u', ARGV[4], 'm', ARGV[5])
-  redis.call('ZADD', ARGV[1] .. 'idle', ARGV[4], ARGV[2])
-  redis.call('ZADD', ARGV[1] .. 'res:' .. ARGV[3], ARGV[4], ARGV[2])
-end
-return redis.call('HMGET', t, 'r', 'v', 'c', 'u', 'm')
-"""
-# ARGV: prefix, thread id, expected version, now, message JSON...
-_APPEND = f"""
-local t = ARGV[1] .. 'thread:' .. ARGV[2]
-local v = redis.call('HGET', t, 'v')
-if not v then return {{'missing'}} end
-if v ~= ARGV[3] then return {{'conflict', v}} end
--- Every check before the first write: Redis would keep the writes of a failed script.
-local roles = {_ROLES}
-for i = 5, #ARGV do
-  local ok, doc = pcall(cjson.decode, ARGV[i])
-  if not ok or type(doc) ~= 'table' or not roles[doc['role']] then
-    return {{'corrupt', tostring(i - 5)}}
-  end
-end
-local m = ARGV[1] .. 'msgs:' .. ARGV[2]
-for i = 5, #ARGV, 500 do  -- unpack() has a stack limit; chunks keep well under it
-  redis.call('RPUSH', m, unpack(ARGV, i, math.min(i + 499, #ARGV)))
-end
-redis.call('HINCRBY', t, 'v', 1)
-redis.call('HSET', t, 'u', ARGV[4])
-redis.call('ZADD', ARGV[1] .. 'idle', ARGV[4], ARGV[2])
-redis.call('ZADD', ARGV[1] .. 'res:' .. redis.call('HGET', t, 'r'), ARGV[4], ARGV[2])
-return {{'ok', redis.call('HMGET', t, 'r', 'v', 'c', 'u', 'm')}}
-"""
-_RENEW = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
-end
-return 0
-"""
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
-_DELETE = _DROP + "return drop(ARGV[1], ARGV[2])"
-# ARGV: prefix, cutoff, offset, batch. Leased threads are skipped, not deleted; the
-# offset steps over the ones skipped so far.
-_SWEEP = (
-    _DROP
-    + """
-local ids = redis.call('ZRANGEBYSCORE', ARGV[1] .. 'idle', '-inf', '(' .. ARGV[2],
-                       'LIMIT', ARGV[3], ARGV[4])
-local n = 0
-for _, id in ipairs(ids) do
-  if redis.call('EXISTS', ARGV[1] .. 'lease:' .. id) == 0 then n = n + drop(ARGV[1], id) end
-end
-return {n, #ids}
-"""
-)
-_START_RUN = """
-if redis.call('EXISTS', KEYS[1]) == 0 then redis.call('HSET', KEYS[1], unpack(ARGV)) end
-return 0
-"""
-_FINISH_RUN = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-redis.call('HSET', KEYS[1], 'status', ARGV[1], 'ended_at', ARGV[2])
-if ARGV[3] == '' then redis.call('HDEL', KEYS[1], 'error')
-else redis.call('HSET', KEYS[1], 'error', ARGV[3]) end
-return 1
-"""
-
 _SWEEP_BATCH = 200  # threads per script call: Redis serves no one else while it runs
 
 
 class RedisStore(SetupOnEnter):
-    """A `MemoryStore` in Redis. Call `setup()` first, or use `async with`."""
+    """A `MemoryStore` in Redis. Call `setup()` first, or use `async with`.
+    `replica_id` names the process for `recover` (a fresh random one if not given);
+    every replica sharing the Redis needs its own."""
 
     migrations: tuple[RedisMigration, ...] = MIGRATIONS
 
@@ -151,8 +78,10 @@ class RedisStore(SetupOnEnter):
         *,
         prefix: str = "bastion:memory:",
         socket_timeout: float = 10.0,
+        replica_id: str | None = None,
         clock: WallClock = time.time,
     ) -> None:
+        self.replica_id = replica_id or new_replica_id()
         self._url = url
         self.prefix = prefix
         self._socket_timeout = socket_timeout  # bounded: a silent Redis is an error
@@ -167,14 +96,7 @@ class RedisStore(SetupOnEnter):
                 self._url, socket_timeout=self._socket_timeout, decode_responses=False
             )
             c = self._client
-            self._scripts = {
-                name: c.register_script(body)
-                for name, body in {
-                    "get_or_create": _GET_OR_CREATE, "append": _APPEND, "renew": _RENEW,
-                    "release": _RELEASE, "delete": _DELETE, "sweep": _SWEEP,
-                    "start_run": _START_RUN, "finish_run": _FINISH_RUN,
-                }.items()
-            }  # fmt: skip
+            self._scripts = {name: c.register_script(body) for name, body in SCRIPTS.items()}
         key = self.prefix + "schema_version"
         current = int(await self._db.get(key) or 0)
         for index in pending(current, len(self.migrations)):
@@ -272,14 +194,15 @@ class RedisStore(SetupOnEnter):
     async def acquire_lease(self, thread_id: str, owner: str, ttl: float) -> bool:
         """Take the lease if free (or expired: the key is gone), or renew it if it is
         already `owner`'s."""
-        key, ms = self._key("lease", thread_id), max(1, int(ttl * 1000))
-        if await self._db.set(key, owner, nx=True, px=ms):
-            return True
-        return bool(await self._run("renew", (owner, ms), keys=(key,)))
+        ms = max(1, int(ttl * 1000))
+        return bool(await self._run("acquire", (owner, ms, thread_id), keys=self._lease(thread_id)))
 
     async def release_lease(self, thread_id: str, owner: str) -> None:
         """Release the lease if `owner` still holds it (never someone else's)."""
-        await self._run("release", (owner,), keys=(self._key("lease", thread_id),))
+        await self._run("release", (owner, thread_id), keys=self._lease(thread_id))
+
+    def _lease(self, thread_id: str) -> tuple[str, str]:
+        return self._key("lease", thread_id), self._key("holders", self.replica_id)
 
     # --- working memory --------------------------------------------------------------
 
@@ -297,11 +220,12 @@ class RedisStore(SetupOnEnter):
         record, so a resumed run does not lose the steps it already has."""
         fields = {
             c: v
-            for c, v in zip(codec.RUN_COLUMNS, codec.run_values(run), strict=True)
+            for c, v in zip(codec.RUN_COLUMNS, codec.run_values(run, self.replica_id), strict=True)
             if v is not None
         }
-        args = [str(x) for pair in fields.items() for x in pair]
-        await self._run("start_run", args, keys=(self._key("run", run.id),))
+        args = [run.id, run.status, *(str(x) for pair in fields.items() for x in pair)]
+        keys = (self._key("run", run.id), self._key("running", self.replica_id))
+        await self._run("start_run", args, keys=keys)
         for step in run.steps:
             await self.record_step(step)
 
@@ -313,7 +237,7 @@ class RedisStore(SetupOnEnter):
     async def finish_run(
         self, run_id: str, status: Literal["ok", "error"], error: str | None
     ) -> None:
-        args = (status, repr(self._clock()), error or "")
+        args = (self.prefix, run_id, status, repr(self._clock()), error or "")
         await self._run("finish_run", args, keys=(self._key("run", run_id),))
 
     async def get_run(self, run_id: str) -> RunRecord | None:
@@ -327,6 +251,13 @@ class RedisStore(SetupOnEnter):
         row.update((_text(k), _text(v)) for k, v in raw_run.items())
         steps = sorted((orjson.loads(s) for s in raw_steps.values()), key=lambda s: s["index"])
         return codec.run_from_row(row, steps)
+
+    async def recover(self) -> Recovered:
+        """Release this replica's leases and finish its running runs as interrupted,
+        in one script."""
+        args = (self.prefix, self.replica_id, INTERRUPTED, repr(self._clock()))
+        leases, runs = await self._run("recover", args)
+        return Recovered(int(leases), int(runs))
 
     # --- retention ---------------------------------------------------------------------
 

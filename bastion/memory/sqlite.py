@@ -26,9 +26,11 @@ from typing import Any, Literal
 
 from bastion.memory import codec
 from bastion.memory import sqlite_ops as ops
-from bastion.memory._support import FaultHook, SetupOnEnter, WallClock
+from bastion.memory._support import FaultHook, SetupOnEnter, WallClock, new_replica_id
 from bastion.memory.base import (
+    INTERRUPTED,
     MemoryStoreError,
+    Recovered,
     RunRecord,
     Scope,
     StepRecord,
@@ -44,7 +46,8 @@ _SWEEP_BATCH = 500  # threads per sweep transaction: the writer lock is never he
 
 class SqliteStore(SetupOnEnter):
     """A `MemoryStore` in one SQLite file (or `":memory:"`). Call `setup()` first, or
-    use `async with SqliteStore(path) as store:`."""
+    use `async with SqliteStore(path) as store:`. `replica_id` names the process for
+    `recover` (a fresh random one if not given: nothing to recover)."""
 
     migrations: tuple[tuple[str, ...], ...] = MIGRATIONS
 
@@ -53,10 +56,12 @@ class SqliteStore(SetupOnEnter):
         path: str | os.PathLike[str],
         *,
         busy_timeout: float = 5.0,
+        replica_id: str | None = None,
         clock: WallClock = time.time,
         fault_after_messages: FaultHook | None = None,
     ) -> None:
         self.path = os.fspath(path)
+        self.replica_id = replica_id or new_replica_id()
         self._busy_timeout = busy_timeout
         self._clock = clock
         self._fault = fault_after_messages
@@ -155,7 +160,9 @@ class SqliteStore(SetupOnEnter):
     async def acquire_lease(self, thread_id: str, owner: str, ttl: float) -> bool:
         """Take (or renew) the lease if free, expired, or already `owner`'s."""
         now = self._clock()
-        return await self._write().write(ops.acquire_lease, thread_id, owner, now + ttl, now)
+        return await self._write().write(
+            ops.acquire_lease, thread_id, owner, self.replica_id, now + ttl, now
+        )
 
     async def release_lease(self, thread_id: str, owner: str) -> None:
         """Release the lease if `owner` still holds it (never someone else's)."""
@@ -174,7 +181,7 @@ class SqliteStore(SetupOnEnter):
     async def start_run(self, run: RunRecord) -> None:
         """Record the run (and any steps it carries); starting it again keeps the first
         record, so a resumed run does not lose the steps it already has."""
-        await self._write().write(ops.start_run, run)
+        await self._write().write(ops.start_run, run, self.replica_id)
 
     async def record_step(self, step: StepRecord) -> None:
         """Record a step; recording the same (run, index) again replaces it."""
@@ -187,6 +194,13 @@ class SqliteStore(SetupOnEnter):
 
     async def get_run(self, run_id: str) -> RunRecord | None:
         return await self._read().read(ops.get_run, run_id)
+
+    async def recover(self) -> Recovered:
+        """Release this replica's leases and finish its running runs as interrupted."""
+        leases, runs = await self._write().write(
+            ops.recover, self.replica_id, INTERRUPTED, self._clock()
+        )
+        return Recovered(leases, runs)
 
     # --- retention ---------------------------------------------------------------------
 

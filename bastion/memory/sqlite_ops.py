@@ -49,11 +49,23 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "status TEXT NOT NULL, started_at REAL NOT NULL, ended_at REAL NOT NULL, "
         'PRIMARY KEY (run_id, "index")) WITHOUT ROWID',
     ),
+    # v2: the replica that holds a lease or started a run, so that it can let go of
+    # them after a restart (`recover`). Rows from before read as NULL: nobody's.
+    (
+        "ALTER TABLE leases ADD COLUMN replica TEXT",
+        "CREATE INDEX leases_by_replica ON leases (replica)",
+        "ALTER TABLE runs ADD COLUMN replica TEXT",
+        "CREATE INDEX runs_running_by_replica ON runs (replica) WHERE status = 'running'",
+    ),
 )
 
 Conn = sqlite3.Connection
 
 _THREAD_BY_ID = "SELECT * FROM threads WHERE id = ?"
+_INSERT_RUN = (
+    f"INSERT INTO runs ({', '.join(codec.RUN_COLUMNS)}) "
+    f"VALUES ({', '.join('?' * len(codec.RUN_COLUMNS))}) ON CONFLICT DO NOTHING"
+)
 _UPSERT_STEP = (
     "INSERT OR REPLACE INTO steps "
     '(run_id, "index", kind, name, input, output, status, started_at, ended_at) '
@@ -163,13 +175,16 @@ def append(
 # --- leases ------------------------------------------------------------------------------
 
 
-def acquire_lease(conn: Conn, thread_id: str, owner: str, expires_at: float, now: float) -> bool:
+def acquire_lease(
+    conn: Conn, thread_id: str, owner: str, replica: str, expires_at: float, now: float
+) -> bool:
     taken = conn.execute(
-        "INSERT INTO leases VALUES (?, ?, ?) ON CONFLICT (thread_id) DO UPDATE "
-        "SET owner = excluded.owner, expires_at = excluded.expires_at "
+        "INSERT INTO leases (thread_id, owner, expires_at, replica) VALUES (?, ?, ?, ?) "
+        "ON CONFLICT (thread_id) DO UPDATE SET owner = excluded.owner, "
+        "expires_at = excluded.expires_at, replica = excluded.replica "
         "WHERE leases.owner = excluded.owner OR leases.expires_at <= ? "
         "RETURNING owner",
-        (thread_id, owner, expires_at, now),
+        (thread_id, owner, expires_at, replica, now),
     ).fetchall()  # stepped to its end, so the statement is done before the COMMIT
     return bool(taken)
 
@@ -199,11 +214,8 @@ def set_working_memory(conn: Conn, scope: Scope, key: str, text: str, now: float
 # --- runs --------------------------------------------------------------------------------
 
 
-def start_run(conn: Conn, run: RunRecord) -> None:
-    conn.execute(
-        "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-        codec.run_values(run),
-    )
+def start_run(conn: Conn, run: RunRecord, replica: str) -> None:
+    conn.execute(_INSERT_RUN, codec.run_values(run, replica))
     conn.executemany(_UPSERT_STEP, [codec.step_values(s) for s in run.steps])
 
 
@@ -226,6 +238,18 @@ def get_run(conn: Conn, run_id: str) -> RunRecord | None:
         return None
     steps = conn.execute('SELECT * FROM steps WHERE run_id = ? ORDER BY "index"', (run_id,))
     return codec.run_from_row(row, steps)
+
+
+def recover(conn: Conn, replica: str, reason: str, now: float) -> tuple[int, int]:
+    """Release `replica`'s leases and finish its running runs with `reason`;
+    (leases released, runs finished)."""
+    leases = conn.execute("DELETE FROM leases WHERE replica = ?", (replica,)).rowcount
+    runs = conn.execute(
+        "UPDATE runs SET status = 'error', ended_at = ?, error = ? "
+        "WHERE replica = ? AND status = 'running'",
+        (now, reason, replica),
+    ).rowcount
+    return leases, runs
 
 
 # --- retention ---------------------------------------------------------------------------

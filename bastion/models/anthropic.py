@@ -24,7 +24,8 @@ _PROBE_REQUEST = ChatRequest(messages=(Message(role="user", content="ping"),), m
 class AnthropicChatModel:
     """A `ChatModel` (and `HealthProbe`, `Closeable`) over the Anthropic Messages API.
 
-    `endpoint.base_url` is the API root (default https://api.anthropic.com, no /v1).
+    `endpoint.base_url` is the API root, with or without its `/v1` (default
+    https://api.anthropic.com): `.../v1/messages` is asked either way.
     `session`, when given, carries every request and stays open after `aclose()`;
     without it the model creates its own on first use and closes it in `aclose()`.
     """
@@ -32,7 +33,9 @@ class AnthropicChatModel:
     def __init__(self, endpoint: Endpoint, *, session: Transport | None = None) -> None:
         self._endpoint = endpoint
         self._http = HttpClient(endpoint, session)
-        self._base_url = (endpoint.base_url or DEFAULT_BASE_URL).rstrip("/")
+        # The API root, whether base_url was given with its `/v1` or without.
+        base = (endpoint.base_url or DEFAULT_BASE_URL).rstrip("/")
+        self._base_url = base.removesuffix("/v1")
         self._url = self._base_url + "/v1/messages"
         headers = {
             "Content-Type": "application/json",

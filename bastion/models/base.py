@@ -15,6 +15,13 @@ from bastion.resilience.settings import PositiveDuration, settings
 from bastion.types import ChatRequest, ChatResponse, StreamEvent
 
 Prefill = Literal["auto", "supported", "unsupported"]
+UpstreamStream = Literal["auto", "always", "never"]
+
+
+# How long a whole answer asked plainly may take to come (its headers come with it)
+# unless `timeouts.headers` says otherwise: long enough for a long answer of a slow
+# model, short of the 120 s `total`. `upstream_stream: always` bounds it far tighter.
+WHOLE_ANSWER_HEADERS = 60.0
 
 
 @settings
@@ -22,12 +29,13 @@ class Timeouts:
     """Per-attempt time bounds, in seconds (or a duration string: "2s", "150ms").
 
     `connect` bounds the TCP/TLS handshake; `headers` the wait for response headers
-    (None: `first_token` for streams; for a complete answer the headers come with it,
-    so only `total` bounds them); `first_token` the wait for the first content of a
-    stream — None (the default) lets the router learn it from the endpoint's observed
-    time to first token (`routing.AdaptiveFirstToken`); `idle` the gap between two
-    chunks; `total` the whole attempt. `total`, `first_token` and `idle` are enforced
-    by the router around the model's call.
+    (None: `first_token` for streams; for a whole answer asked plainly, whose headers
+    come only once it is written, `WHOLE_ANSWER_HEADERS`); `first_token` the wait for
+    the first content of a stream — None (the default) lets the router learn it from
+    the endpoint's observed time to first token (`routing.AdaptiveFirstToken`); `idle`
+    the gap between two chunks; `total` the whole attempt. `total`, `first_token`,
+    `idle` and a whole answer's headers are enforced by the router around the model's
+    call.
     """
 
     connect: PositiveDuration = 2.0
@@ -37,11 +45,17 @@ class Timeouts:
     total: PositiveDuration = 120.0
 
     def headers_for(self, stream: bool) -> float | None:
-        """The model's own bound on the headers; None leaves it to the attempt's `total`
-        (one timer per attempt instead of two on the hot path)."""
+        """The model's own bound on the headers; None leaves it to the router's bound
+        on the attempt (one timer per attempt instead of two on the hot path)."""
         if self.headers is not None:
             return self.headers
         return self.first_token if stream else None
+
+    def whole_answer(self) -> tuple[float, str]:
+        """The bound on a whole answer asked plainly, and the phase it is named by:
+        its headers (`headers`, else `WHOLE_ANSWER_HEADERS`), or `total` if shorter."""
+        headers = self.headers if self.headers is not None else WHOLE_ANSWER_HEADERS
+        return (headers, "headers") if headers < self.total else (self.total, "total")
 
 
 @settings
@@ -85,7 +99,15 @@ class Endpoint:
     `prefill` says how a stream broken mid-answer is continued here: `auto` (default)
     prefills on Anthropic and asks an OpenAI-compatible endpoint by instruction
     (OpenAI's API answers a trailing assistant message anew); `supported` forces
-    prefill (vLLM, llama.cpp); `unsupported` never prefills."""
+    prefill (vLLM, llama.cpp); `unsupported` never prefills.
+
+    `upstream_stream` says how a request for one whole answer is asked here: `always`
+    as a stream read whole, so the first-token and idle limits bound it and a silent
+    upstream is left after the first-token limit (a request for several choices, `n` >
+    1, is still asked plainly); `never` as a plain request, bounded by its headers
+    (`Timeouts.whole_answer`); `auto` (default) is Bastion's choice, today `never`:
+    reading a stream whole costs 2.4× the client CPU of a plain answer for a short
+    answer and 8–17× for a long one (docs/benchmarks.md)."""
 
     id: Annotated[str, Field(min_length=1)]
     provider: str
@@ -98,6 +120,7 @@ class Endpoint:
     timeouts: Timeouts = Timeouts()
     health: Annotated[HealthCheck, BeforeValidator(_health)] = HealthCheck()
     prefill: Prefill = "auto"
+    upstream_stream: UpstreamStream = "auto"
     headers: Annotated[tuple[tuple[str, str], ...], BeforeValidator(_pairs)] = field(
         default=(), repr=False
     )

@@ -21,13 +21,21 @@ import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 import orjson
+import structlog
 
 from bastion.models.base import Endpoint
 from bastion.models.h1 import H1Error, H1Pool
-from bastion.models.http_errors import TRANSLATIONS, Translation, body_message, error_message
+from bastion.models.http_errors import (
+    TRANSLATIONS,
+    Translation,
+    body_message,
+    error_message,
+    scrub_secrets,
+)
 from bastion.models.sse import SseError
 from bastion.models.transport import (
     AiohttpTransport,
@@ -58,6 +66,8 @@ ERROR_BODY_LIMIT = 64 * 1024
 BODY_LIMIT = 64 * 1024 * 1024
 
 _TRANSPORT_ERRORS = (aiohttp.ClientError, H1Error, OSError, SseError)
+
+_log = structlog.get_logger("bastion.models")
 
 # What may be injected: a transport, or an aiohttp session (wrapped in `AiohttpTransport`).
 Transport = UpstreamTransport | aiohttp.ClientSession
@@ -113,6 +123,14 @@ def default_transport(endpoint: Endpoint) -> UpstreamTransport:
     )
 
 
+def shown_url(url: str) -> str:
+    """`url` fit for a message or a log line: no query (a proxy may carry a key there)
+    and no user information."""
+    parts = urlsplit(url)
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
 class HttpClient:
     """Sends one endpoint's requests and speaks for its transport failures.
 
@@ -130,6 +148,7 @@ class HttpClient:
             self._transport = session
         self._owns_transport = session is None
         self._closed = False
+        self._warned_404 = False
 
     def _transport_for_use(self) -> UpstreamTransport:
         if self._closed:
@@ -183,10 +202,12 @@ class HttpClient:
         except _TRANSPORT_ERRORS as exc:
             raise self.translate(exc) from exc
         if not 200 <= resp.status < 300:
-            raise await self._status_error(resp, wait)
+            raise await self._status_error(resp, wait, method, url)
         return resp
 
-    async def _status_error(self, resp: UpstreamResponse, wait: float | None) -> UpstreamError:
+    async def _status_error(
+        self, resp: UpstreamResponse, wait: float | None, method: str, url: str
+    ) -> UpstreamError:
         body = b""
         try:
             # The body is part of the answer; if it does not come, the status still speaks.
@@ -200,6 +221,17 @@ class HttpClient:
         headers = lower_headers(resp.headers)
         message = body_message(body)
         message = self.redact(message) if message else f"HTTP {resp.status} {resp.reason or ''}"
+        if resp.status == 404:
+            # Most often a base_url with a path too many or too few (`/v1`): say where.
+            where = f"{method} {shown_url(url)}"
+            message = f"{message.strip()} (HTTP 404 from {where}; is base_url right?)"
+            if not self._warned_404:
+                self._warned_404 = True
+                _log.warning(
+                    "upstream answered 404: check the endpoint's base_url",
+                    endpoint=self._endpoint.id,
+                    url=shown_url(url),
+                )
         return UpstreamError(
             kind_of_response(resp.status, text),
             message.strip(),
@@ -279,9 +311,9 @@ class HttpClient:
         return cls(kind, message, endpoint=self._endpoint.id)
 
     def redact(self, text: str) -> str:
-        """`text` without the API key, should an upstream echo it back."""
-        key = self._endpoint.api_key
-        return text.replace(key, "***") if key and key in text else text
+        """`text` without the API key, should an upstream echo it back, nor anything
+        shaped like a credential (see `scrub_secrets`)."""
+        return scrub_secrets(text, self._endpoint.api_key)
 
     async def probe(
         self,

@@ -8,6 +8,7 @@ ordered table speaks for both.
 
 from __future__ import annotations
 
+import re
 from typing import NamedTuple
 
 import aiohttp
@@ -93,3 +94,42 @@ def body_message(body: bytes) -> str | None:
         return error_message(orjson.loads(body))
     except orjson.JSONDecodeError:
         return None
+
+
+def error_fields(body: str) -> tuple[str | None, str | None]:
+    """`param` and `code` of a provider's error JSON (OpenAI's shape), where given."""
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None, None
+    error = data.get("error") if isinstance(data, dict) else None
+    if not isinstance(error, dict):
+        return None, None
+    param, code = error.get("param"), error.get("code")
+    return (
+        param if isinstance(param, str) and param else None,
+        code if isinstance(code, str) and code else None,
+    )
+
+
+# What a secret looks like in an upstream's words: OpenAI/Anthropic-style keys (`sk-…`,
+# `sk-ant-…`, `sk-proj-…`), a bearer token, and `api_key=…` / `"x-api-key": "…"` pairs.
+_SECRETS = re.compile(
+    r"\bsk-[A-Za-z0-9_\-*]{6,}"
+    r"|(?<=bearer )[A-Za-z0-9._~+/=\-]{6,}"
+    r"|(?P<name>key|token|secret|password)(?P<sep>[\"']?\s*[:=]\s*[\"']?)[^\s\"',;&]{6,}",
+    re.IGNORECASE,
+)
+
+
+def _masked(match: re.Match[str]) -> str:
+    return (match.group("name") or "") + (match.group("sep") or "") + "***"
+
+
+def scrub_secrets(text: str, *known: str | None) -> str:
+    """`text` with secrets replaced by `***`: the `known` values (an endpoint's own key)
+    and anything shaped like an API key, a bearer token or a `key=value` credential."""
+    for secret in known:
+        if secret and secret in text:
+            text = text.replace(secret, "***")
+    return _SECRETS.sub(_masked, text)

@@ -7,16 +7,27 @@ only puts them in order.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from urllib.parse import urlsplit
 
 from bastion.models.base import Endpoint
 from bastion.models.http import HttpClient, Transport, encode_json
-from bastion.models.openai_wire import ChunkDecoder, parse_response, request_body
+from bastion.models.openai_stream import ChunkDecoder
+from bastion.models.openai_wire import parse_response, request_body
 from bastion.models.sse import iter_sse
 from bastion.types import ChatRequest, ChatResponse, Message, StreamEvent
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 
 _PROBE_REQUEST = ChatRequest(messages=(Message(role="user", content="ping"),), max_tokens=1)
+
+
+def api_base(base_url: str) -> str:
+    """The URL that `/chat/completions` is appended to. A bare host
+    (`https://api.openai.com`, `http://10.0.0.5:8000`) gets `/v1`, where OpenAI and the
+    compatible servers (vLLM, Ollama, llama.cpp, LiteLLM) serve the API; a base_url
+    with a path is taken as given (Azure's `/openai/v1`, a proxy's own prefix)."""
+    base = base_url.rstrip("/")
+    return base + "/v1" if not urlsplit(base).path else base
 
 
 class OpenAIChatModel:
@@ -29,7 +40,7 @@ class OpenAIChatModel:
     def __init__(self, endpoint: Endpoint, *, session: Transport | None = None) -> None:
         self._endpoint = endpoint
         self._http = HttpClient(endpoint, session)
-        self._base_url = (endpoint.base_url or DEFAULT_BASE_URL).rstrip("/")
+        self._base_url = api_base(endpoint.base_url or DEFAULT_BASE_URL)
         self._url = self._base_url + "/chat/completions"
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
         if endpoint.api_key:

@@ -1,6 +1,7 @@
-"""The OpenAI chat-completions wire format: request bodies, answers and stream chunks.
+"""The OpenAI chat-completions wire format: request bodies and answers.
 
-Pure functions and one small decoder object, no I/O: `openai.py` does the HTTP.
+Pure functions, no I/O: `openai.py` does the HTTP, `openai_stream.py` decodes streamed
+answers.
 Everything a server sends is untrusted input, so each access to its JSON is checked
 and anything malformed becomes an `UpstreamError(PROTOCOL)` rather than a KeyError.
 """
@@ -14,18 +15,13 @@ import orjson
 
 from bastion.models.base import Endpoint
 from bastion.models.http_errors import error_message
-from bastion.models.sse import SseEvent
-from bastion.resilience.errors import ErrorKind, StreamBroken, UpstreamError, kind_of_message
+from bastion.resilience.errors import ErrorKind, UpstreamError, kind_of_message
 from bastion.types import (
     ChatRequest,
     ChatResponse,
     FinishReason,
     Message,
-    StreamEvent,
-    StreamFinish,
-    TextDelta,
     ToolCall,
-    ToolCallDelta,
     ToolSpec,
     Usage,
 )
@@ -49,8 +45,6 @@ FINISH_REASONS: Mapping[str, FinishReason] = {
 # Finish reasons that mean the answer is not whole (vLLM "abort", TGI/others "error").
 # Presenting such an answer as finished would hand a truncated text on as complete.
 FAILED_REASONS = frozenset({"error", "abort"})
-
-_DONE = b"[DONE]"
 
 
 # --- requests ------------------------------------------------------------------------
@@ -196,110 +190,3 @@ def _tool_call(raw: dict[str, Any], position: int) -> ToolCall:
 
 def _protocol(endpoint: Endpoint, message: str) -> UpstreamError:
     return UpstreamError(ErrorKind.PROTOCOL, message, endpoint=endpoint.id)
-
-
-# --- streams -------------------------------------------------------------------------
-
-
-class ChunkDecoder:
-    """Turns the SSE events of one streamed answer into `StreamEvent`s.
-
-    Feed events in order until `done` (the `[DONE]` sentinel), then call `finish()`
-    once — also when the body ended without `[DONE]`. Only choice 0 is followed.
-    """
-
-    __slots__ = ("_endpoint", "_reason", "_tool_calls", "_usage", "done")
-
-    def __init__(self, endpoint: str) -> None:
-        self._endpoint = endpoint
-        self._reason: FinishReason | None = None
-        self._usage: Usage | None = None
-        self._tool_calls = False
-        self.done = False
-
-    def feed(self, event: SseEvent) -> list[StreamEvent]:
-        """The content events in one SSE event; empty for role-only and usage chunks."""
-        data = event.data
-        if data == _DONE:
-            self.done = True
-            return []
-        try:
-            chunk = orjson.loads(data)
-        except orjson.JSONDecodeError:
-            if event.event == "error":
-                raise self._in_band(data.decode("utf-8", "replace")) from None
-            raise self._broken(ErrorKind.PROTOCOL, f"malformed chunk: {data[:200]!r}") from None
-        if not isinstance(chunk, dict):
-            raise self._broken(ErrorKind.PROTOCOL, f"chunk is not an object: {data[:200]!r}")
-        if event.event == "error" or chunk.get("error") or chunk.get("object") == "error":
-            raise self._in_band(error_message(chunk) or data.decode("utf-8", "replace"))
-        usage = chunk.get("usage")
-        if usage:
-            self._usage = usage_of(usage)
-        choices = chunk.get("choices")
-        if not choices:  # the usage chunk after the finish, or a keep-alive
-            return []
-        try:
-            return self._choice(choices)
-        except (KeyError, IndexError, TypeError, AttributeError) as exc:
-            raise self._broken(ErrorKind.PROTOCOL, f"unexpected chunk shape ({exc!r})") from exc
-
-    def _choice(self, choices: list[Any]) -> list[StreamEvent]:
-        out: list[StreamEvent] = []
-        for choice in choices:
-            if choice.get("index", 0) != 0:
-                continue
-            delta = choice.get("delta") or {}
-            text = delta.get("content")
-            if text:
-                out.append(TextDelta(text))
-            calls = delta.get("tool_calls")
-            if calls:
-                for position, call in enumerate(calls):
-                    self._tool_piece(
-                        out, call.get("index", position), call.get("id"), call.get("function")
-                    )
-            legacy = delta.get("function_call")
-            if legacy:
-                self._tool_piece(out, 0, None, legacy)
-            raw_reason = choice.get("finish_reason")
-            if raw_reason is not None:
-                if raw_reason in FAILED_REASONS:
-                    message = f"upstream finished with {raw_reason!r}"
-                    raise self._broken(ErrorKind.SERVER_ERROR, message)
-                self._reason = finish_reason(raw_reason)
-        return out
-
-    def _tool_piece(
-        self, out: list[StreamEvent], index: int, call_id: object, function: object
-    ) -> None:
-        fn = function if isinstance(function, dict) else {}
-        name, arguments = fn.get("name"), fn.get("arguments")
-        if call_id or name or arguments:  # servers send empty pieces; they carry nothing
-            self._tool_calls = True
-            out.append(
-                ToolCallDelta(
-                    index=index,
-                    id=call_id if isinstance(call_id, str) and call_id else None,
-                    name=name if isinstance(name, str) and name else None,
-                    arguments=arguments if isinstance(arguments, str) else "",
-                )
-            )
-
-    def finish(self) -> StreamFinish:
-        """The one closing event, or StreamBroken if the stream did not really finish."""
-        if self._reason is None:
-            if self.done:
-                message = "stream ended without a finish reason"
-                raise self._broken(ErrorKind.PROTOCOL, message)
-            raise self._broken(ErrorKind.CONNECTION, "stream cut before its end")
-        reason = self._reason
-        if reason == "stop" and self._tool_calls:
-            reason = "tool_calls"
-        return StreamFinish(reason, self._usage)
-
-    def _in_band(self, message: str) -> StreamBroken:
-        return self._broken(kind_of_message(message), message)
-
-    def _broken(self, kind: ErrorKind, message: str) -> StreamBroken:
-        return StreamBroken(kind, message, endpoint=self._endpoint)

@@ -1,6 +1,6 @@
 """Prometheus metrics: a consumer of the router's events plus a few request observers.
 
-    metrics = Metrics()                 # its own CollectorRegistry, never the global one
+    metrics = Metrics(known_model=...)  # its own CollectorRegistry, never the global one
     fanout.subscribe(metrics)           # counters and histograms from the events
     metrics.observe_request("chat", "ok", False, 1.2, 0.0004)
     body = metrics.render(router.status())   # text format; gauges read at scrape time
@@ -39,8 +39,9 @@ from bastion.observability.families import CounterFamily, FamilyCollector, Histo
 from bastion.resilience.breaker import BreakerState, BreakerTransition
 from bastion.resilience.outlier import Ejected
 
-# Model names come from clients; a client inventing names must not grow the
-# registry without bound. Past this many distinct names, the rest share one label.
+# Model names come from clients; a client inventing names must not grow the page. Names
+# the live config does not know (`known_model`) share this label; without a config to
+# ask, past MAX_MODEL_LABELS distinct names the rest do.
 MAX_MODEL_LABELS = 256
 OTHER_MODEL = "_other"
 # What `render()` returns, for the Content-Type header of the metrics page.
@@ -117,9 +118,14 @@ class _EndpointCollector(Collector):
 
 
 class Metrics:
-    """The gateway's Prometheus metrics. Call it with events; see the module docstring."""
+    """The gateway's Prometheus metrics. Call it with events; see the module docstring.
 
-    def __init__(self) -> None:
+    `known_model` says whether the live config names a model (a group, an endpoint, an
+    agent): it is asked at each observation, so a reload changes the set at once. Only
+    such names get a label of their own; each costs ~17 series."""
+
+    def __init__(self, known_model: Callable[[str], bool] | None = None) -> None:
+        self._known_model = known_model
         families: list[CounterFamily | HistogramFamily] = []
 
         def counter(name: str, documentation: str, labels: Sequence[str] = ()) -> CounterFamily:
@@ -321,6 +327,8 @@ class Metrics:
         self._events_dropped.inc(count)
 
     def _model_label(self, model: str) -> str:
+        if self._known_model is not None:
+            return model if self._known_model(model) else OTHER_MODEL
         if model in self._models:
             return model
         if len(self._models) >= MAX_MODEL_LABELS:

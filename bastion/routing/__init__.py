@@ -1,6 +1,6 @@
 """Model specs, groups and the Router: plan, attempt loop, stream failover."""
 
-from bastion.routing.errors import FailoverError, NoTargetAvailable
+from bastion.routing.errors import FailoverError, NoTargetAvailable, UpstreamDetail
 from bastion.routing.groups import Degraded, Hedge, ModelGroup, Target
 from bastion.routing.options import BudgetConfig, EndpointPolicy, RouterOptions
 from bastion.routing.router import Router
@@ -23,4 +23,5 @@ __all__ = [
     "RouterStream",
     "Target",
     "UnknownModel",
+    "UpstreamDetail",
 ]

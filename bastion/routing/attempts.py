@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Generic
 
+from bastion.models.http_errors import error_fields, scrub_secrets
 from bastion.observability.events import (
     AttemptFinished,
     FailedOver,
@@ -31,9 +32,15 @@ from bastion.resilience.errors import (
 from bastion.resilience.retry import Action, Decision, FailureInfo
 from bastion.routing.core import RouterCore
 from bastion.routing.endpoints import EndpointRuntime, M
-from bastion.routing.errors import FailoverError, NoTargetAvailable
+from bastion.routing.errors import FailoverError, NoTargetAvailable, UpstreamDetail
 from bastion.routing.plan import Candidate, Plan
 from bastion.types import AttemptRecord, Usage
+
+# Failures that are the caller's to fix: the upstream's own words go back to them, and
+# they are the caller's answer (never a reason for a degraded reply).
+CALLERS_FAULTS = frozenset(
+    {ErrorKind.INVALID_REQUEST, ErrorKind.CONTEXT_LENGTH, ErrorKind.CONTENT_FILTER}
+)
 
 # A 429 storm is the endpoint telling us to back off: it counts against the breaker
 # so that a sustained storm opens it and traffic moves elsewhere instead of hammering.
@@ -117,7 +124,9 @@ class RequestRun(Generic[M]):
         self._budget_counted: set[str] = set()
         if plan.panic and core.bus.active:
             core.bus.emit(PanicMode(self.request_id, tuple(c.runtime.id for c in plan.candidates)))
-        if not plan.candidates:
+        # With nothing to try, the group's degraded answer (if any) is still an answer:
+        # the loop then ends at once and the strategy serves it.
+        if not plan.candidates and plan.group.degraded is None:
             raise NoTargetAvailable(plan.name, plan.excluded)
 
     def remaining(self) -> float:
@@ -301,9 +310,28 @@ class RequestRun(Generic[M]):
         kind = self.final_kind or ErrorKind.UNKNOWN
         count = len(self.attempts)
         text = f"{self.plan.name!r}: {count} attempt(s) failed, the last with {kind.value}"
+        detail = self._detail(kind)
+        if detail is not None:
+            text += f": {detail.message}"
         if self.remaining() <= 0:
             text += f"; the deadline of {self.deadline_at - self.started:g}s was reached"
-        return FailoverError(text, self.errors, self.attempts, kind)
+        return FailoverError(text, self.errors, self.attempts, kind, detail)
+
+    def _detail(self, kind: ErrorKind) -> UpstreamDetail | None:
+        """The upstream's own words on a request it refused as the caller's fault."""
+        if kind not in CALLERS_FAULTS or not self.errors:
+            return None
+        error = self.errors[-1]
+        rt = self.core.runtimes.get(self.attempts[-1].endpoint) if self.attempts else None
+        key = rt.endpoint.api_key if rt is not None else None
+        if not isinstance(error, UpstreamError):
+            return UpstreamDetail(scrub_secrets(str(error), key)[:1000])
+        param, code = error_fields(error.body)
+        return UpstreamDetail(
+            scrub_secrets(error.message, key)[:1000],
+            scrub_secrets(param, key) if param else None,
+            scrub_secrets(code, key) if code else None,
+        )
 
     def finish(self, endpoint: str | None, ok: bool, *, cancelled: bool = False) -> None:
         """The request ended: answered (`ok`), failed, or `cancelled` by its caller

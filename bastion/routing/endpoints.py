@@ -11,6 +11,7 @@ from bastion.models.base import ChatModel, Endpoint
 from bastion.resilience.breaker import CircuitBreaker
 from bastion.resilience.budget import RetryBudget
 from bastion.resilience.learned import AdaptiveFirstToken, FirstTokenLimit
+from bastion.types import ChatRequest
 
 # Providers whose API continues a trailing assistant message (the scripted model does too).
 PREFILL_PROVIDERS = frozenset({"anthropic", "scripted"})
@@ -61,6 +62,15 @@ class EndpointRuntime(Generic[M]):
     def full(self) -> bool:
         limit = self.endpoint.max_concurrency
         return limit is not None and self.in_flight >= limit
+
+    def streams_whole(self, request: ChatRequest) -> bool:
+        """Whether a request for one whole answer is asked here as a stream read whole
+        (see `Endpoint.upstream_stream`)."""
+        if self.endpoint.upstream_stream != "always":
+            return False  # `auto` is `never` for now: see `Endpoint`
+        # The stream is read for choice 0 only.
+        choices = request.extra.get("n") if request.extra else None
+        return choices is None or choices == 1
 
     def first_token_limit(self) -> float:
         """The endpoint's own `timeouts.first_token`, else the learned one."""

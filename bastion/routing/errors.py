@@ -3,10 +3,22 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Self
 
 from bastion.resilience.errors import BastionError, ErrorKind, UpstreamError
 from bastion.types import AttemptRecord
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamDetail:
+    """What the upstream said about a request it refused as the caller's fault (a bad
+    request, a prompt too long, refused content), so the caller can fix it: its own
+    message, and the `param` and `code` where it named them. Secrets are scrubbed."""
+
+    message: str
+    param: str | None = None
+    code: str | None = None
 
 
 class FailoverError(ExceptionGroup[Exception], BastionError):
@@ -14,12 +26,14 @@ class FailoverError(ExceptionGroup[Exception], BastionError):
     request, a refused prompt). Holds each attempt's exception and its record.
 
     `kind` and `status` are those of the attempt that decided the outcome: the last
-    one, or the one whose kind says "return this to the caller".
+    one, or the one whose kind says "return this to the caller". `detail` is the
+    upstream's own word on a request it refused as the caller's fault.
     """
 
     attempts: tuple[AttemptRecord, ...]
     kind: ErrorKind
     status: int | None
+    detail: UpstreamDetail | None
 
     def __new__(
         cls,
@@ -27,10 +41,12 @@ class FailoverError(ExceptionGroup[Exception], BastionError):
         exceptions: Sequence[Exception],
         attempts: Sequence[AttemptRecord] = (),
         kind: ErrorKind = ErrorKind.UNKNOWN,
+        detail: UpstreamDetail | None = None,
     ) -> Self:
         self = super().__new__(cls, message, exceptions)
         self.attempts = tuple(attempts)
         self.kind = kind
+        self.detail = detail
         last = exceptions[-1] if exceptions else None
         self.status = last.status if isinstance(last, UpstreamError) else None
         return self
@@ -41,11 +57,12 @@ class FailoverError(ExceptionGroup[Exception], BastionError):
         exceptions: Sequence[Exception],
         attempts: Sequence[AttemptRecord] = (),
         kind: ErrorKind = ErrorKind.UNKNOWN,
+        detail: UpstreamDetail | None = None,
     ) -> None:
         super().__init__(message, exceptions)
 
     def derive(self, excs: Sequence[Exception]) -> FailoverError:  # type: ignore[override]
-        return FailoverError(self.message, excs, self.attempts, self.kind)
+        return FailoverError(self.message, excs, self.attempts, self.kind, self.detail)
 
     def __str__(self) -> str:
         lines = [self.message]

@@ -28,8 +28,8 @@ from bastion.models.base import ChatModel, Closeable, Endpoint
 from bastion.models.http import Transport
 from bastion.observability.events import DegradedAnswer, EndpointIsolated, EventBus, EventHook
 from bastion.resilience.clock import Clock, SystemClock
-from bastion.resilience.errors import ErrorKind
-from bastion.routing.attempts import RequestRun
+from bastion.routing.assemble import Assembled, complete_by_stream
+from bastion.routing.attempts import CALLERS_FAULTS, RequestRun
 from bastion.routing.core import RouterCore
 from bastion.routing.endpoints import EndpointRuntime
 from bastion.routing.engine import AttemptLoop
@@ -176,16 +176,26 @@ class Router:
         context = context if context is not None else _NO_CONTEXT
         run = await self._begin(model, context, deadline, stream=False)
 
-        def call(candidate: Candidate) -> Awaitable[ChatResponse]:
+        def call(candidate: Candidate) -> Awaitable[ChatResponse | Assembled]:
             rt = candidate.runtime
-            limit = min(rt.endpoint.timeouts.total, run.remaining())
-            return within(rt.model.complete(request), limit, phase="total", endpoint=rt.id)
+            if rt.streams_whole(request):
+                clock = self._core.clock
+                return complete_by_stream(rt, request, remaining=run.remaining(), clock=clock)
+            limit, phase = rt.endpoint.timeouts.whole_answer()
+            remaining = run.remaining()
+            if remaining < limit:
+                limit, phase = remaining, "total"
+            return within(rt.model.complete(request), limit, phase=phase, endpoint=rt.id)
 
         loop = AttemptLoop(run)
         async for attempt in loop:
             with attempt:
-                response = await attempt.call(call)
-                attempt.succeed(usage=response.usage, response_model=response.model)
+                result = await attempt.call(call)
+                if isinstance(result, Assembled):
+                    response, ttft = result.response, result.ttft
+                else:
+                    response, ttft = result, None
+                attempt.succeed(ttft=ttft, usage=response.usage, response_model=response.model)
                 run.finish(attempt.candidate.runtime.id, True)
                 # Built directly: dataclasses.replace costs twice as much on this path.
                 return ChatResponse(
@@ -243,7 +253,7 @@ class Router:
         self, run: RequestRun, request: ChatRequest, context: RuntimeContext
     ) -> str | ChatResponse | None:
         degraded = run.plan.group.degraded
-        if degraded is None or run.final_kind in _RETURNED_KINDS:
+        if degraded is None or run.final_kind in CALLERS_FAULTS:
             return None
         if self.events.active:
             self.events.emit(DegradedAnswer(run.request_id, run.plan.name))
@@ -302,9 +312,3 @@ class Router:
             return self._core.runtimes[endpoint]
         except KeyError:
             raise KeyError(f"unknown endpoint {endpoint!r}") from None
-
-
-# Kinds whose error is the caller's answer, not a reason for a degraded reply.
-_RETURNED_KINDS = frozenset(
-    {ErrorKind.INVALID_REQUEST, ErrorKind.CONTENT_FILTER, ErrorKind.CONTEXT_LENGTH}
-)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from bastion.observability.events import StreamSeam
 from bastion.resilience.errors import ErrorKind, StreamBroken
+from bastion.routing.assemble import Assembly
 from bastion.routing.attempts import RequestRun
 from bastion.routing.continuation import ContinuationAligner, Mode, continuation_request
 from bastion.routing.endpoints import EndpointRuntime
@@ -26,14 +27,12 @@ from bastion.types import (
     AttemptRecord,
     ChatRequest,
     ChatResponse,
-    Message,
     RouterStreamEvent,
     RuntimeContext,
     StreamError,
     StreamEvent,
     StreamFinish,
     TextDelta,
-    ToolCall,
     ToolCallDelta,
     Usage,
 )
@@ -148,33 +147,20 @@ class RouterStream:
 
     async def collect(self) -> ChatResponse:
         """Read the whole stream into one answer (for callers that want both)."""
-        text: list[str] = []
-        calls: dict[int, list[str]] = {}
-        names: dict[int, tuple[str, str]] = {}
+        assembly = Assembly()
         finish = StreamFinish("error")
         error: StreamError | None = None
         async for event in self:
-            if isinstance(event, TextDelta):
-                text.append(event.text)
-            elif isinstance(event, ToolCallDelta):
-                calls.setdefault(event.index, []).append(event.arguments)
-                if event.id is not None or event.name is not None:
-                    old = names.get(event.index, ("", ""))
-                    names[event.index] = (event.id or old[0], event.name or old[1])
+            if isinstance(event, TextDelta | ToolCallDelta):
+                assembly.add(event)
             elif isinstance(event, StreamError):
                 error = event
             else:
                 finish = event
         if error is not None:
             raise StreamBroken(ErrorKind(error.kind), error.message, endpoint=self.endpoint or "")
-        tool_calls = tuple(
-            ToolCall(names.get(i, ("", ""))[0], names.get(i, ("", ""))[1], "".join(parts))
-            for i, parts in sorted(calls.items())
-        )
-        return ChatResponse(
-            message=Message("assistant", "".join(text) or None, tool_calls),
-            finish_reason=finish.finish_reason,
-            usage=finish.usage or Usage(),
+        return assembly.response(
+            finish,
             model=self.model or "",
             endpoint=self.endpoint or "",
             attempts=self.attempts,
@@ -240,7 +226,13 @@ class RouterStream:
                                 if text:
                                     self._commit(run, rt, segment, len(sent))
                                     sent += text
-                                    yield TextDelta(text)
+                                    # The upstream's logprobs belong to its piece as
+                                    # sent; a piece the aligner trimmed or held has none.
+                                    yield (
+                                        event
+                                        if text == event.text
+                                        else TextDelta(text, None, event.info)
+                                    )
                         elif isinstance(event, ToolCallDelta):
                             segment.tools.append(event)
                         elif isinstance(event, StreamError):  # a Router used as a model
@@ -268,7 +260,7 @@ class RouterStream:
                 self.attempts = tuple(run.attempts)
                 self.usage_total = event.usage or Usage()
                 self.unreported_chars = segment.sent_before
-                yield StreamFinish(event.finish_reason, event.usage or Usage())
+                yield StreamFinish(event.finish_reason, event.usage or Usage(), event.info)
                 return
             if sent and original is None and attempt.outcome is not None:
                 original = (run.errors[-1], attempt.outcome.classification.kind)

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 
 import structlog
 from aiohttp import web
+from aiohttp.web_protocol import RequestPayloadError
 
 from bastion.server.agents.api import add_agent_routes
 from bastion.server.agents.threads import add_thread_routes
@@ -47,6 +48,16 @@ async def gateway_middleware(request: web.Request, handler: Handler) -> web.Stre
         return await authorize(request, handler)
     except ApiError as exc:
         return exc.response()
+    except RequestPayloadError:
+        # aiohttp's reason quotes the request; the body is the client's fault, not ours.
+        _log.info("request body unreadable", path=request.path, method=request.method)
+        return ApiError(
+            400,
+            "the body could not be read: its Content-Encoding, Content-Length or chunked "
+            "encoding does not match what was sent",
+            param="body",
+            code="invalid_body",
+        ).response()
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

@@ -16,6 +16,11 @@ What a path needs (`required_access`):
 - everything else (`/v1/*`, `/openapi.json`, unknown paths): a key. The `models` scope is
   checked where the model is known, in the OpenAI handlers.
 
+Scopes are least privilege: a key that names either scope (`models` or `agents`) may use
+only what it names, so a key with `models: [chat]` and no `agents` may use no agent (an
+agent calls models of its own, which the key may be refused). A key naming neither
+scope may use every model and every agent.
+
 With no keys configured the gateway is open and requests carry no principal.
 Refused control-plane attempts go to the audit log.
 """
@@ -25,7 +30,7 @@ from __future__ import annotations
 import enum
 import hashlib
 import hmac
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from urllib.parse import unquote
 
@@ -60,12 +65,28 @@ _OPEN = frozenset({("GET", "/api/v1/health"), ("HEAD", "/api/v1/health")})
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """An authenticated caller. `models`/`agents` of None mean every one."""
+    """An authenticated caller. `models`/`agents` of None mean every one (see
+    `Principal.scoped` for how a key's scopes become these)."""
 
     name: str
     admin: bool = False
     models: frozenset[str] | None = None
     agents: frozenset[str] | None = None
+
+    @classmethod
+    def scoped(
+        cls,
+        name: str,
+        admin: bool,
+        models: Sequence[str] | None,
+        agents: Sequence[str] | None,
+    ) -> Principal:
+        """The principal of a key with these scopes (None: the key does not name it).
+        Least privilege: once a key names one scope, a scope it leaves out grants
+        nothing; only a key naming neither may use everything."""
+        if models is None and agents is None:
+            return cls(name, admin)
+        return cls(name, admin, frozenset(models or ()), frozenset(agents or ()))
 
     def may_use_model(self, model: str) -> bool:
         return self.models is None or model in self.models
@@ -136,12 +157,7 @@ class KeyRing:
         entries = tuple(
             (
                 _digest(k.key.get_secret_value()),
-                Principal(
-                    k.name,
-                    k.admin,
-                    frozenset(k.models) if k.models is not None else None,
-                    frozenset(k.agents) if k.agents is not None else None,
-                ),
+                Principal.scoped(k.name, k.admin, k.models, k.agents),
             )
             for k in (auth.keys if auth else ())
         )

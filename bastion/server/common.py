@@ -55,6 +55,35 @@ def load_json(raw: bytes) -> Any:
         raise ApiError(400, f"the body is not valid JSON: {exc}", code="invalid_json") from None
 
 
+# --- header values ---------------------------------------------------------------------
+#
+# aiohttp decodes header bytes as UTF-8 with `surrogateescape`: bytes that are not UTF-8
+# become lone surrogates, which raise wherever the text is encoded again (JSON, a store,
+# an upstream call, a span exporter). Values read from headers go through one of these.
+
+
+def header_text(name: str, value: str) -> str:
+    """`value` of the header `name`, if it is valid UTF-8; ApiError(400) naming the header
+    otherwise (the value is not quoted: it may be anything)."""
+    if value.isascii():  # the common case, and valid by construction
+        return value
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        raise ApiError(
+            400, f"the header {name} is not valid UTF-8", param=name, code="invalid_header"
+        ) from None
+    return value
+
+
+def lossy_header(value: str) -> str:
+    """`value` with each byte that is not UTF-8 as U+FFFD: for what only describes a
+    request (a log line, a span attribute) and must not refuse it."""
+    if value.isascii():
+        return value
+    return value.encode(errors="surrogateescape").decode(errors="replace")
+
+
 @dataclass(frozen=True, slots=True)
 class Refusal:
     """What a refused field is told, in place of pydantic's wording, as metadata of the

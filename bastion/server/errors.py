@@ -95,11 +95,14 @@ def from_failover(error: FailoverError, *, retry_after: float | None) -> ApiErro
         }
         for a in error.attempts
     ]
+    # A request refused as the caller's fault: the upstream's words, so it can be fixed.
+    detail = error.detail
     return ApiError(
         status,
-        error.message,
+        detail.message if detail is not None else error.message,
         type=kind_type,
-        code=code,
+        param=detail.param if detail is not None else None,
+        code=detail.code if detail is not None and detail.code else code,
         retry_after=retry_after if status in (429, 502, 503, 504) else None,
         extra={"attempts": attempts},
     )

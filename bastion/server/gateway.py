@@ -23,7 +23,7 @@ from bastion.observability.events import Event, EventHook
 from bastion.observability.metrics import Metrics
 from bastion.routing import Router
 from bastion.routing.status import EndpointStatus
-from bastion.server.agents.host import AgentHost
+from bastion.server.agents.host import AgentHost, replica_id
 from bastion.server.auth import AuditLog, KeyRing, RateLimits
 
 if TYPE_CHECKING:
@@ -79,7 +79,9 @@ class Gateway:
     """Everything a request handler needs, behind one object stored on the app.
 
     `tracer_provider` replaces the one `tracing:` would build (tests, an application
-    embedding the gateway); it is used only when the config enables tracing."""
+    embedding the gateway); it is used only when the config enables tracing. `port`
+    (the one asked for on the command line, else `server.port`) and `worker` (else
+    $BASTION_WORKER_INDEX, else 0) make up the replica id with `source` (`replica_id`)."""
 
     def __init__(
         self,
@@ -87,12 +89,14 @@ class Gateway:
         *,
         source: Path | None = None,
         tracer_provider: TracerProvider | None = None,
+        port: int | None = None,
+        worker: int | None = None,
     ) -> None:
         self.config = config
         self.source = source
         self.started_at = time.time()
         self.fanout = EventFanout()
-        self.metrics = Metrics()
+        self.metrics = Metrics(known_model=self.knows_model)
         self.fanout.subscribe(self.metrics)
         self.tracing = _tracing(config, tracer_provider)
         if self.tracing is not None:
@@ -102,7 +106,13 @@ class Gateway:
         self.audit = AuditLog()
         self.router = Router.from_config(config, hooks=[self.fanout])
         # Tools are imported here, so that a bad path stops the start (ConfigError).
-        self.agents = AgentHost(plan_agents(config))
+        self.replica_id = replica_id(
+            config.server.replica_id,
+            source,
+            config.server.port if port is None else port,
+            worker,
+        )
+        self.agents = AgentHost(plan_agents(config), self.replica_id)
         self._in_flight: dict[int, int] = {}
         self._retired: dict[int, Router] = {}
         # Reloads and isolation changes take turns: a new router copies isolation
@@ -126,6 +136,12 @@ class Gateway:
         await self.agents.close()
         if self.tracing is not None:  # last: closing the routers may still finish spans
             await self.tracing.close()
+
+    def knows_model(self, name: str) -> bool:
+        """Whether the live config names `name`: a model group, an endpoint or an agent.
+        Metrics label only such names, so that clients cannot grow the metrics page."""
+        router = self.router
+        return name in router.groups or name in router.endpoints or name in self.agents.plans
 
     def using_router(self) -> RouterHold:
         """The router for one request, held until the request ends (a `with` block)."""

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import logging
 import os
 import signal
 import sys
@@ -32,6 +31,7 @@ from bastion.memory.check import check_store, redact_url
 from bastion.observability.logging import configure_logging
 from bastion.server.app import create_app
 from bastion.server.gateway import Gateway
+from bastion.server.protocol import make_runner
 
 if TYPE_CHECKING:
     from bastion.server.workers.worker import WorkerLink
@@ -56,20 +56,15 @@ async def serve_once(
     configure_logging(json=os.environ.get("BASTION_LOG_FORMAT") == "json")
     try:
         config = load_config(config_path)
-        gateway = Gateway(config, source=config_path)
+        worker = None if link is None else link.place.index
+        gateway = Gateway(config, source=config_path, port=port, worker=worker)
     except ValueError as exc:  # ConfigError, from the file or from its agents
         raise StartError(str(exc)) from None
     app = create_app(gateway)
     if link is not None:
         link.attach(app, gateway)
     settings = config.server
-    runner = web.AppRunner(
-        app,
-        # A client that goes away cancels its handler, and so its upstream attempt.
-        handler_cancellation=True,
-        shutdown_timeout=settings.drain_timeout,
-        access_log=logging.getLogger("aiohttp.access") if settings.log_requests else None,
-    )
+    runner = make_runner(app, settings)
     host = host or settings.host
     port = port if port is not None else settings.port
     try:

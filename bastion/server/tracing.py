@@ -30,6 +30,7 @@ from bastion.config.schema import BastionConfig, EndpointConfig
 from bastion.config.tracing_schema import TracingSettings
 from bastion.models.anthropic import DEFAULT_BASE_URL as ANTHROPIC_URL
 from bastion.observability.tracing import Attributes, EndpointInfo, SpanRecorder
+from bastion.server.common import lossy_header
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Middleware = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
@@ -148,7 +149,8 @@ def _request_attributes(request: web.Request, route: str) -> Attributes:
         attributes["server.address"] = request.host
     optional: Mapping[str, str | None] = {
         "client.address": request.remote,
-        "user_agent.original": request.headers.get("User-Agent"),
+        # Not UTF-8, it would fail the exporter's whole batch.
+        "user_agent.original": lossy_header(request.headers.get("User-Agent", "")),
     }
     attributes.update({k: v for k, v in optional.items() if v})
     return attributes

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -153,7 +154,7 @@ class OpenAIWire:
                     {
                         "index": 0,
                         "message": message,
-                        "logprobs": None,
+                        "logprobs": _logprobs(request, _words(answer.text)),
                         "finish_reason": _finish_reason(answer) if finished else None,
                     }
                 ],
@@ -173,7 +174,12 @@ class OpenAIEncoder:
         self._seq = seq
         self._created = int(time.time())
 
-    def _chunk(self, delta: Mapping[str, Any], finish_reason: str | None = None) -> bytes:
+    def _chunk(
+        self,
+        delta: Mapping[str, Any],
+        finish_reason: str | None = None,
+        logprobs: Mapping[str, Any] | None = None,
+    ) -> bytes:
         return sse(
             {
                 "id": f"chatcmpl-fake{self._seq}",
@@ -182,7 +188,12 @@ class OpenAIEncoder:
                 "model": self._request.model,
                 "system_fingerprint": SYSTEM_FINGERPRINT,
                 "choices": [
-                    {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
+                    {
+                        "index": 0,
+                        "delta": delta,
+                        "logprobs": logprobs,
+                        "finish_reason": finish_reason,
+                    }
                 ],
             }
         )
@@ -191,7 +202,7 @@ class OpenAIEncoder:
         return self._chunk({"role": "assistant", "content": "", "refusal": None})
 
     def text(self, piece: str) -> bytes:
-        return self._chunk({"content": piece})
+        return self._chunk({"content": piece}, None, _logprobs(self._request, [piece]))
 
     def tool_start(self, index: int, name: str) -> bytes:
         call = {
@@ -249,3 +260,27 @@ def _usage(request: Incoming, answer: Answer) -> dict[str, Any]:
         "prompt_tokens_details": {"cached_tokens": 0},
         "completion_tokens_details": {"reasoning_tokens": 0},
     }
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"\s*\S+|\s+", text)
+
+
+def _logprobs(request: Incoming, tokens: list[str]) -> dict[str, Any] | None:
+    """OpenAI's `logprobs` object when the request asked for it (`logprobs: true`): one
+    entry per token (a streamed piece, or a word of a whole answer), with its bytes and
+    a made-up but steady log probability; with `top_logprobs`, the token itself as its
+    one alternative."""
+    if request.body.get("logprobs") is not True or not tokens:
+        return None
+    top = request.body.get("top_logprobs")
+    count = top if isinstance(top, int) and not isinstance(top, bool) and top > 0 else 0
+    entries = []
+    for token in tokens:
+        logprob = -round(0.01 * (len(token) % 7 + 1), 4)
+        encoded = list(token.encode())
+        alternatives = [{"token": token, "logprob": logprob, "bytes": encoded}][:count]
+        entries.append(
+            {"token": token, "logprob": logprob, "bytes": encoded, "top_logprobs": alternatives}
+        )
+    return {"content": entries, "refusal": None}

@@ -5,10 +5,21 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from agent_support import build_router, call, collect
 
 from bastion import Reply, RuntimeContext, ScriptedModel
-from bastion.agents import Agent, Finished, ModelSwitched, ToolContext, tool
+from bastion.agents import (
+    Agent,
+    Error,
+    Finished,
+    MissingContext,
+    ModelSwitched,
+    ToolContext,
+    tool,
+)
+from bastion.agents.configure import ContextTemplate
+from bastion.memory import Memory, SqliteStore
 
 
 def pick_by_tier(ctx: RuntimeContext) -> str:
@@ -135,3 +146,30 @@ async def test_the_context_reaches_tools_as_runtime_context_and_tool_context():
     assert seen == {"runtime": "ada", "tool": ("ada", "audit", "desk", None)}
     assert "ctx" not in whoami.parameters.get("properties", {})
     assert list(audit.parameters["properties"]) == ["note"]
+
+
+async def test_instructions_that_need_a_context_value_refuse_a_run_without_it():
+    model = ScriptedModel(default="hello")
+    async with SqliteStore(":memory:") as store:
+        memory = Memory(store)
+        agent = Agent(
+            "support",
+            ContextTemplate("You help {tier} customers."),
+            model,
+            memory=memory,
+        )
+
+        with pytest.raises(MissingContext) as caught:
+            await agent.generate("hi", thread_id="t", resource_id="alice", run_id="r1")
+        events = await collect(agent.stream("hi", run_id="r2"))
+        answered = await agent.generate("hi", context={"tier": "gold"})
+
+        assert caught.value.keys == ("tier",) and "agent 'support'" in str(caught.value)
+        assert [type(e).__name__ for e in events] == ["Error"]
+        assert isinstance(events[0], Error) and events[0].kind == "missing_context"
+        # Refused before it started: no model call, no thread, no run on record.
+        assert (await store.get_run("r1"), await store.get_run("r2")) == (None, None)
+        assert await store.get_thread("t") is None
+        assert len(model.requests) == 1
+        assert model.requests[0].messages[0].content == "You help gold customers."
+        assert answered.text == "hello"

@@ -9,6 +9,7 @@ memory in a SQLite file in the test's tmp dir. End to end: the configs the
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp.test_utils import TestClient, TestServer
+from gateway_support import FleetProcess, gateway_config
 
 from bastion.config import load_config
 from bastion.server.app import create_app
@@ -41,7 +43,7 @@ def agents_section(**overrides: Any) -> dict[str, Any]:
     agents: dict[str, Any] = {
         "support": {
             "description": "Answers questions about orders.",
-            "instructions": "You help {tier} customers with their orders.",
+            "instructions": "You help {tier|standard} customers with their orders.",
             "model": "chat",
             "tools": TOOLS,
         },
@@ -64,6 +66,24 @@ def auth_section(admin: str, app: str, narrow: str, none: str) -> dict[str, Any]
             {"key": none, "name": "none", "agents": []},
         ]
     }
+
+
+def served_config(fleet: FleetProcess, store: Path) -> dict:
+    """The gateway suite's config (chat: primary → secondary, fast retries, breakers
+    out of reach) with the agents, their memory, and keys scoped to agents: `app` may
+    use both agents, `other` only `support`."""
+    return gateway_config(
+        fleet,
+        memory={"store": f"sqlite:///{store}"},
+        agents=agents_section(),
+        auth={
+            "keys": [
+                {"key": "${BASTION_ADMIN_KEY}", "name": "ops", "admin": True},
+                {"key": "${BASTION_APP_KEY}", "name": "app", "agents": ["support", "failover"]},
+                {"key": "${BASTION_OTHER_KEY}", "name": "other", "agents": ["support"]},
+            ]
+        },
+    )
 
 
 def config_for(urls: dict[str, str], store: Path, **sections: Any) -> dict[str, Any]:
@@ -129,6 +149,13 @@ async def serve(tmp_path: Path, **sections: Any) -> AsyncIterator[Served]:
         gateway = Gateway(load_config(config))
         async with TestClient(TestServer(create_app(gateway))) as client:
             yield Served(client, gateway, fleet, config)
+
+
+def leases_held(store: Path) -> int:
+    """How many thread leases the SQLite store file holds right now (read-only)."""
+    with sqlite3.connect(f"file:{store}?mode=ro", uri=True) as db:
+        (count,) = db.execute("SELECT count(*) FROM leases").fetchone()
+    return int(count)
 
 
 def calls(*pairs: tuple[str, dict[str, Any]]) -> Fault:

@@ -18,8 +18,8 @@ import pytest
 # The gateway suite's process helpers live next to its tests, not in a package.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "gateway"))
 
-from agents_api_support import agents_section
-from gateway_support import FleetProcess, GatewayProcess, Keys, gateway_config
+from agents_api_support import served_config
+from gateway_support import FleetProcess, GatewayProcess, Keys
 
 
 @pytest.fixture(scope="session")
@@ -41,24 +41,6 @@ def clean_fleet(fleet: FleetProcess) -> Iterator[FleetProcess]:
     fleet.reset()
     yield fleet
     fleet.reset()
-
-
-def served_config(fleet: FleetProcess, store: Path) -> dict:
-    """The gateway suite's config (chat: primary → secondary, fast retries, breakers
-    out of reach) with the agents, their memory, and keys scoped to agents: `app` may
-    use both agents, `other` only `support`."""
-    return gateway_config(
-        fleet,
-        memory={"store": f"sqlite:///{store}"},
-        agents=agents_section(),
-        auth={
-            "keys": [
-                {"key": "${BASTION_ADMIN_KEY}", "name": "ops", "admin": True},
-                {"key": "${BASTION_APP_KEY}", "name": "app", "agents": ["support", "failover"]},
-                {"key": "${BASTION_OTHER_KEY}", "name": "other", "agents": ["support"]},
-            ]
-        },
-    )
 
 
 @pytest.fixture(scope="session")

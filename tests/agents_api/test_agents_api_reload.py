@@ -60,7 +60,7 @@ async def test_a_bad_tool_path_is_refused_naming_the_field_and_nothing_changes(t
         assert served.gateway.router is router
         assert served.gateway.agents.agents is agents
         assert after.status == 200
-        assert "{tier}" in served.primary.attempts[-1].messages[0]["content"]
+        assert "You help standard" in served.primary.attempts[-1].messages[0]["content"]
 
 
 async def test_a_run_in_flight_finishes_across_a_reload(tmp_path) -> None:

@@ -7,7 +7,10 @@ from typing import Any
 
 import pytest
 import yaml
+from hypothesis import given
+from hypothesis import strategies as st
 
+from bastion.agents import MissingContext
 from bastion.agents.configure import ContextTemplate, instructions_of, plan_agents
 from bastion.config import ConfigError, load_config
 from bastion.routing import Target
@@ -72,15 +75,57 @@ def test_a_fallback_list_keeps_each_entrys_retries() -> None:
 
 def test_instructions_without_placeholders_stay_plain_text() -> None:
     assert instructions_of("Be kind. {Not a placeholder}") == "Be kind. {Not a placeholder}"
+    assert instructions_of("Kept as written: {{name}}") == "Kept as written: {{name}}"
     assert isinstance(instructions_of("Hello {name}"), ContextTemplate)
+    assert isinstance(instructions_of("Hello {name|you}"), ContextTemplate)
 
 
-def test_a_template_fills_known_keys_as_text_and_others_as_json() -> None:
-    template = ContextTemplate("{name} has {plan} and {missing}; {{json}}")
+def test_a_template_fills_known_keys_as_text_others_as_json_and_defaults_the_rest() -> None:
+    template = ContextTemplate("{name} has {plan} and {extra|no extras}; {{json}}")
 
     text = template(RuntimeContext(name="Ada", plan={"seats": 3}))
 
-    assert text == 'Ada has {"seats":3} and {missing}; {{json}}'
+    assert text == 'Ada has {"seats":3} and no extras; {{json}}'
+
+
+def test_a_template_refuses_a_context_without_a_value_it_needs() -> None:
+    template = ContextTemplate("{tier} {region|EU} {plan} {tier} {{other}}")
+
+    assert template.missing_context(RuntimeContext(plan="pro")) == ("tier",)
+    assert template.missing_context(RuntimeContext()) == ("tier", "plan")
+    with pytest.raises(MissingContext) as caught:
+        template(RuntimeContext(region="US"))
+    assert caught.value.keys == ("tier", "plan")
+    assert "'tier', 'plan'" in str(caught.value)
+
+
+_KEY = st.from_regex(r"[a-z_][a-z0-9_]{0,6}", fullmatch=True)
+_TEXT = st.text(st.characters(blacklist_characters="{}|", codec="utf-8"), max_size=8)
+
+
+@given(
+    parts=st.lists(st.tuples(_TEXT, _KEY, st.one_of(st.none(), _TEXT)), max_size=6),
+    given_keys=st.dictionaries(_KEY, _TEXT, max_size=6),
+)
+def test_a_template_renders_every_placeholder_or_names_every_missing_key(
+    parts: list[tuple[str, str, str | None]], given_keys: dict[str, str]
+) -> None:
+    text = "".join(
+        f"{lead}{{{key}}}" if d is None else f"{lead}{{{key}|{d}}}" for lead, key, d in parts
+    )
+    template = ContextTemplate(text)
+    context = RuntimeContext(given_keys)
+    needed = [key for _, key, d in parts if d is None and key not in given_keys]
+
+    if needed:
+        with pytest.raises(MissingContext) as caught:
+            template(context)
+        assert caught.value.keys == tuple(dict.fromkeys(needed))
+    else:
+        expected = "".join(
+            lead + (given_keys[key] if key in given_keys else str(d)) for lead, key, d in parts
+        )
+        assert template(context) == expected
 
 
 def test_bastion_serve_refuses_a_bad_tool_path_before_it_starts(tmp_path, capsys) -> None:

@@ -182,6 +182,18 @@ def gateway_config(fleet: FleetProcess, **sections: Any) -> dict[str, Any]:
     return config
 
 
+AGENT = "helper"
+
+
+def agent_sections(store: Path) -> dict[str, Any]:
+    """The config sections for one agent, `helper`, on the `chat` group, with its
+    memory (which it does not use) in a SQLite file at `store`."""
+    return {
+        "agents": {AGENT: {"instructions": "Answer briefly.", "model": "chat", "memory": False}},
+        "memory": {"store": f"sqlite:///{store}"},
+    }
+
+
 _LISTENING = re.compile(r"bastion listening on (http://\S+)")
 
 

@@ -57,7 +57,8 @@ async def test_postgres_and_redis_urls_open_their_stores():
     try:
         assert isinstance(pg, PostgresStore)
         assert isinstance(rd, RedisStore)
-        assert await pg.schema_version() == await rd.schema_version() == 1
+        assert await pg.schema_version() == len(pg.migrations)
+        assert await rd.schema_version() == len(rd.migrations)
     finally:
         await pg._db.execute(f'DROP SCHEMA "{schema}" CASCADE')
         await rd._db.delete(f"test:{schema}:schema_version")

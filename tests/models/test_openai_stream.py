@@ -16,14 +16,18 @@ PATH = "/v1/chat/completions"
 DONE = b"data: [DONE]\n\n"
 
 
-def chunk(delta: dict | None = None, finish: str | None = None, **more) -> dict:
+def chunk(
+    delta: dict | None = None, finish: str | None = None, logprobs: dict | None = None, **more
+) -> dict:
     """A chat.completion.chunk as OpenAI sends it."""
     body = {
         "id": "chatcmpl-1",
         "object": "chat.completion.chunk",
         "created": 1700000000,
         "model": "gpt-4o-mini-2024-07-18",
-        "choices": [{"index": 0, "delta": delta or {}, "logprobs": None, "finish_reason": finish}],
+        "choices": [
+            {"index": 0, "delta": delta or {}, "logprobs": logprobs, "finish_reason": finish}
+        ],
     }
     body.update(more)
     return body
@@ -255,3 +259,39 @@ async def test_stop_next_to_tool_calls_finishes_as_tool_calls(upstream, model) -
     call = {"index": 0, "id": "call_1", "function": {"name": "weather", "arguments": "{}"}}
     upstream.on(PATH, upstream.sse(e(chunk({"tool_calls": [call]})), e(chunk({}, "stop")), DONE))
     assert (await collect(model))[-1] == StreamFinish("tool_calls", None)
+
+
+async def test_what_the_upstream_says_besides_the_text_is_kept(upstream, model) -> None:
+    e = upstream.event
+    logprobs = {"content": [{"token": "Hel", "logprob": -0.1, "bytes": [72, 101, 108]}]}
+    usage = {
+        "prompt_tokens": 9,
+        "completion_tokens": 2,
+        "total_tokens": 11,
+        "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0},
+    }
+    fingerprint = {"system_fingerprint": "fp_44709d6fcb", "service_tier": "default"}
+    upstream.on(
+        PATH,
+        upstream.sse(
+            e(chunk({"role": "assistant", "content": "", "refusal": None}, **fingerprint)),
+            e(chunk({"content": "Hel"}, logprobs=logprobs, **fingerprint)),
+            e(chunk({"refusal": "I can't"}, **fingerprint)),
+            e(chunk({"refusal": " help."}, **fingerprint)),
+            e(chunk({}, finish="stop", **fingerprint)),
+            e({**usage_chunk(), "usage": usage}),
+            DONE,
+        ),
+    )
+    events = await collect(model)
+    text, finish = events[0], events[-1]
+    assert text == TextDelta("Hel", logprobs)
+    assert text.info is not None and finish.info is not None
+    assert (text.info.id, text.info.created, text.info.model) == (
+        "chatcmpl-1",
+        1700000000,
+        "gpt-4o-mini-2024-07-18",
+    )
+    assert (text.info.system_fingerprint, text.info.service_tier) == ("fp_44709d6fcb", "default")
+    assert finish.info.usage == usage and finish.info.refusal == "I can't help."
+    assert finish.info.system_fingerprint == "fp_44709d6fcb"

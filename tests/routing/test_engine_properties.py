@@ -1,6 +1,6 @@
-"""Properties of the attempt engine over random fault scripts: complete, stream and hedged
-requests make the same retry and fail-over decisions, and every admitted call is
-released whatever happens."""
+"""Properties of the attempt engine over random fault scripts: complete (asked plainly
+or read from a stream), stream and hedged requests make the same retry and fail-over
+decisions, and every admitted call is released whatever happens."""
 
 from __future__ import annotations
 
@@ -59,11 +59,19 @@ def models_for(script: list[list[str]]) -> dict[str, ScriptedModel]:
 
 
 def build(
-    script: list[list[str]], *, hedge: Hedge | None, events: list, failover_first: bool
+    script: list[list[str]],
+    *,
+    hedge: Hedge | None,
+    events: list,
+    failover_first: bool,
+    upstream_stream: str = "auto",
 ) -> Router:
     models = models_for(script)
     return Router(
-        [(Endpoint(id=n, provider="scripted", model=n), m) for n, m in models.items()],
+        [
+            (Endpoint(id=n, provider="scripted", model=n, upstream_stream=upstream_stream), m)
+            for n, m in models.items()
+        ],
         {"chat": ModelGroup.of(*models, hedge=hedge)},
         options=RouterOptions(health_checks=False, failover_first=failover_first),
         default_model="chat",
@@ -110,14 +118,22 @@ async def run_stream(router: Router) -> tuple:
 @given(script=scripts, failover_first=st.booleans())
 async def test_complete_stream_and_hedged_requests_decide_alike(script, failover_first):
     results, traces = [], []
-    for runner, hedge in [
-        (run_complete, None),
-        (run_stream, None),
-        (run_complete, NEVER),
-        (run_stream, NEVER),
+    for runner, hedge, mode in [
+        (run_complete, None, "never"),
+        (run_complete, None, "always"),
+        (run_stream, None, "auto"),
+        (run_complete, NEVER, "never"),
+        (run_complete, NEVER, "always"),
+        (run_stream, NEVER, "auto"),
     ]:
         events: list = []
-        router = build(script, hedge=hedge, events=events, failover_first=failover_first)
+        router = build(
+            script,
+            hedge=hedge,
+            events=events,
+            failover_first=failover_first,
+            upstream_stream=mode,
+        )
         results.append(await runner(router))
         traces.append(decisions(events))
         assert released(router)
@@ -167,4 +183,32 @@ async def test_every_admitted_call_is_released(steps, leave_after, hedged):
     assert released(router)
     with contextlib.suppress(FailoverError, NoTargetAvailable):
         await router.complete(chat("q"))
+    assert released(router)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(steps=st.lists(st.lists(step, max_size=4), min_size=1, max_size=3), hedged=st.booleans())
+async def test_a_whole_answer_read_from_a_stream_releases_every_call(steps, hedged):
+    models = {
+        f"e{i}": ScriptedModel(list(s), default=Reply("fine " * 10, chunk=3))
+        for i, s in enumerate(steps)
+    }
+    router = Router(
+        [
+            (Endpoint(id=n, provider="scripted", model=n, upstream_stream="always"), m)
+            for n, m in models.items()
+        ],
+        {"chat": ModelGroup.of(*models, hedge=NEVER if hedged else None)},
+        options=RouterOptions(health_checks=False),
+        default_model="chat",
+        clock=FakeClock(),
+        rng=random.Random(3),
+    )
+    try:
+        answer = await router.complete(chat("q"))
+    except (FailoverError, NoTargetAvailable):
+        pass
+    else:
+        # A broken stream is never taken for an answer: what comes back is whole.
+        assert answer.text == "fine " * 10
     assert released(router)

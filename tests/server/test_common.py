@@ -10,7 +10,14 @@ from hypothesis import strategies as st
 from pydantic import BaseModel, ConfigDict, Field
 from typing_extensions import TypedDict
 
-from bastion.server.common import Refusal, component, components, parse_body
+from bastion.server.common import (
+    Refusal,
+    component,
+    components,
+    header_text,
+    lossy_header,
+    parse_body,
+)
 from bastion.server.errors import ApiError
 
 
@@ -86,3 +93,28 @@ def test_a_body_that_is_not_an_object_is_refused_as_json() -> None:
     with pytest.raises(ApiError) as refused:
         parse_body(Order, ["tea"])
     assert (refused.value.param, refused.value.code) == (None, "invalid_json")
+
+
+# --- header values, as aiohttp decodes them (UTF-8 with surrogateescape) ---------------
+
+
+@given(st.binary(max_size=40))
+def test_a_header_value_is_accepted_exactly_when_its_bytes_are_utf8(raw: bytes) -> None:
+    value = raw.decode(errors="surrogateescape")
+    try:
+        expected: str | None = raw.decode()
+    except UnicodeDecodeError:
+        expected = None
+    if expected is not None:
+        assert header_text("x-bastion-context-tier", value) == expected
+    else:
+        with pytest.raises(ApiError) as caught:
+            header_text("x-bastion-context-tier", value)
+        assert (caught.value.status, caught.value.param) == (400, "x-bastion-context-tier")
+
+
+@given(st.binary(max_size=40))
+def test_a_lossy_header_value_always_encodes(raw: bytes) -> None:
+    text = lossy_header(raw.decode(errors="surrogateescape"))
+    assert text == raw.decode(errors="replace")
+    text.encode()

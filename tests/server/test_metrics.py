@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from hypothesis import given
+from hypothesis import strategies as st
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -196,3 +198,16 @@ def test_tokens_reported_by_upstreams_are_counted_per_endpoint() -> None:
     assert value(metrics, "bastion_tokens_total", endpoint="a", type="input") == 15
     assert value(metrics, "bastion_tokens_total", endpoint="a", type="output") == 34
     assert value(metrics, "bastion_tokens_total", endpoint="b", type="input") is None
+
+
+@given(st.lists(st.text(min_size=1, max_size=20), max_size=50))
+def test_with_a_config_to_ask_only_names_it_knows_get_a_label(names: list[str]) -> None:
+    known = {"chat", "primary"}
+    metrics = Metrics(known_model=known.__contains__)
+    for name in [*names, "chat"]:
+        metrics.observe_request(name, "ok", False, 0.01, None)
+        metrics.observe_first_token(name, 0.01)
+    labels = {dict(labels)["model"] for (_, labels) in samples(metrics) if "model" in dict(labels)}
+    assert labels <= known | {OTHER_MODEL}
+    assert "chat" in labels
+    assert (OTHER_MODEL in labels) == any(n not in known for n in names)

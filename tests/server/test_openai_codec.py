@@ -9,7 +9,15 @@ import pytest
 
 from bastion.server.errors import ApiError
 from bastion.server.openai.codec import ChunkWriter, completion_body, parse_chat, usage_json
-from bastion.types import ChatResponse, Message, StreamFinish, ToolCall, ToolCallDelta, Usage
+from bastion.types import (
+    ChatResponse,
+    Message,
+    StreamFinish,
+    TextDelta,
+    ToolCall,
+    ToolCallDelta,
+    Usage,
+)
 
 
 def body(**fields) -> bytes:
@@ -189,8 +197,8 @@ def test_usage_details_are_written_only_when_known():
 def test_chunks_decode_as_openai_stream_chunks():
     writer = ChunkWriter("r1", "gpt-x")
     raw = (
-        writer.text("Hel")
-        + writer.text("lo")
+        writer.text(TextDelta("Hel"))
+        + writer.text(TextDelta("lo"))
         + writer.tool_call(ToolCallDelta(0, "c1", "f", "{}"))
         + writer.finish(StreamFinish("stop", Usage(1, 2)), include_usage=True)
     )

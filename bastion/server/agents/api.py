@@ -9,7 +9,9 @@ A run body is read and checked in full before anything runs (`codec`): a bad
 body, an unknown agent, a thread of another resource or a run id already used is a 4xx
 in OpenAI's error shape, and nothing is written. The runtime context is the body's
 `context` over the request's `x-bastion-context-<key>` headers (the body wins); it
-reaches the model selection, the instructions' `{key}` placeholders and the tools.
+reaches the model selection, the instructions' `{key}` placeholders and the tools. A
+placeholder without a default whose key the context lacks is a 400 naming
+`context.<key>`, before anything runs.
 
 The key's `agents` scope is enforced by the auth middleware; its rate limits count
 each run as one request. A client that disconnects cancels its run: the upstream call
@@ -28,7 +30,7 @@ from typing import Any
 import structlog
 from aiohttp import web
 
-from bastion.agents import Agent, AgentError, Error, Finished
+from bastion.agents import Agent, AgentError, Error, Finished, MissingContext
 from bastion.config.groups import Target
 from bastion.memory import (
     MemoryStoreError,
@@ -69,6 +71,8 @@ def run_error(error: BaseException | None, run_id: str | None = None) -> ApiErro
     extra = {"run_id": run_id} if run_id else {}
     if isinstance(error, ApiError):
         return error
+    if isinstance(error, MissingContext):
+        return _missing_context(error, extra)
     if isinstance(error, AgentError):
         return ApiError(502, error.message, type="agent_error", code=error.kind, extra=extra)
     if isinstance(error, WrongResource):
@@ -103,6 +107,20 @@ def run_error(error: BaseException | None, run_id: str | None = None) -> ApiErro
     answer = from_exception(error)
     answer.extra = {**answer.extra, **extra}
     return answer
+
+
+def _missing_context(error: MissingContext, extra: Mapping[str, Any]) -> ApiError:
+    """400 naming the first missing key as `context.<key>`, and how to send it."""
+    key = error.keys[0]
+    header = "x-bastion-context-" + key.lower().replace("_", "-")
+    return ApiError(
+        400,
+        f"context.{key}: {error.message}; send it in the body's `context` or as the "
+        f"{header} header, or give the placeholder a default: {{{key}|...}}",
+        param=f"context.{key}",
+        code="missing_context",
+        extra=extra,
+    )
 
 
 # --- one turn ------------------------------------------------------------------------
@@ -140,6 +158,7 @@ async def prepare_turn(
     gateway = request.app[GATEWAY]
     store = gateway.agents.store
     try:
+        context = agent.check_context({**header_context(headers), **body.context})
         if body.thread_id is not None and agent.memory is not None:
             if body.resource_id is None:
                 raise invalid(
@@ -169,7 +188,6 @@ async def prepare_turn(
                 code="rate_limit_exceeded",
                 retry_after=wait,
             )
-    context = RuntimeContext({**header_context(headers), **body.context})
     return Turn(body, body.run_id or uuid.uuid4().hex, context)
 
 

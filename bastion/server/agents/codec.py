@@ -34,7 +34,7 @@ from bastion.agents import (
 )
 from bastion.memory import RunRecord, StepRecord, Thread
 from bastion.server.agents import bodies
-from bastion.server.common import parse_body
+from bastion.server.common import header_text, parse_body
 from bastion.server.errors import ApiError, invalid
 from bastion.server.openai.codec import read_message, tool_call_json, usage_json
 from bastion.types import Message, TextDelta
@@ -83,12 +83,13 @@ def parse_run(body: Any, *, also: Collection[str] = ()) -> RunBody:
 
 def header_context(headers: Mapping[str, str]) -> dict[str, str]:
     """`x-bastion-context-user-tier: gold` → `{"user_tier": "gold"}`: the rest of the
-    name, lower case, dashes as underscores (proxies drop headers with underscores)."""
+    name, lower case, dashes as underscores (proxies drop headers with underscores).
+    ApiError(400) naming the header if a value is not valid UTF-8."""
     out: dict[str, str] = {}
     for name, value in headers.items():
         lowered = name.lower()
         if lowered.startswith(CONTEXT_HEADER) and len(lowered) > len(CONTEXT_HEADER):
-            out[lowered[len(CONTEXT_HEADER) :].replace("-", "_")] = value
+            out[lowered[len(CONTEXT_HEADER) :].replace("-", "_")] = header_text(lowered, value)
     return out
 
 

@@ -11,12 +11,23 @@ gateway without agents opens none) and closed at shutdown. A reload that changes
 `memory.store` keeps the open store and says so: the new URL takes effect at the next
 restart, like `server.port`. The other memory settings (`last_n`, `lease_ttl`, `wait`,
 `retention`) take effect at once.
+
+The store speaks for this gateway's replica id (`replica_id`), recorded with every lease
+and run. Right after opening it the host lets go of what a crashed process of the same id
+left behind (`MemoryStore.recover`): its leases, so that the thread it was on is served
+at once, and its runs, which read as failed (interrupted) instead of running forever.
+A reload that changes `server.replica_id` takes effect at the next restart, too.
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
 import re
+import socket
+import uuid
 from collections.abc import Mapping
+from pathlib import Path
 
 import structlog
 
@@ -29,11 +40,44 @@ from bastion.routing import Router
 
 _log = structlog.get_logger("bastion.server")
 
+WORKER_INDEX_ENV = "BASTION_WORKER_INDEX"
+"""The environment variable that tells a worker of `bastion serve --workers N` its index."""
+
+
+def replica_id(
+    configured: str | None, source: Path | None, port: int, worker: int | None = None
+) -> str:
+    """The id this gateway process goes by in the memory store: `server.replica_id`, or
+    else the host name, the port and the config file — the same again when the same
+    gateway restarts — then `/` and the worker index (`worker`, else $BASTION_WORKER_INDEX,
+    else 0), so that each worker of one gateway is its own replica. Without a config file
+    or a fixed port nothing says which gateway this is: a fresh id, with nothing to
+    recover. ConfigError for a worker index that is not a non-negative integer."""
+    if worker is None:
+        raw = os.environ.get(WORKER_INDEX_ENV, "0")
+        try:
+            worker = int(raw)
+        except ValueError:
+            worker = -1
+        if worker < 0:
+            raise ConfigError(f"{WORKER_INDEX_ENV}: expected a non-negative integer, got {raw!r}")
+    host = socket.gethostname()
+    if configured is not None:
+        base = configured
+    elif source is not None and port:
+        digest = hashlib.sha256(str(source.resolve()).encode()).hexdigest()[:12]
+        base = f"{host}:{port}:{digest}"
+    else:
+        base = f"{host}:{uuid.uuid4().hex[:12]}"
+    return f"{base}/{worker}"
+
 
 class AgentHost:
-    """The live agents by name, and the memory store they share."""
+    """The live agents by name, and the memory store they share, opened as replica
+    `replica` (a fresh id if not given)."""
 
-    def __init__(self, plans: Mapping[str, AgentPlan]) -> None:
+    def __init__(self, plans: Mapping[str, AgentPlan], replica: str | None = None) -> None:
+        self.replica = replica or replica_id(None, None, 0, 0)
         self.plans: Mapping[str, AgentPlan] = plans
         self.agents: Mapping[str, Agent] = {}
         self.store: MemoryStore | None = None
@@ -55,9 +99,23 @@ class AgentHost:
                 )
             return
         try:
-            self.store = await open_store(settings.store)
+            store = await open_store(settings.store, replica_id=self.replica)
         except ValueError as exc:
             raise ConfigError(f"memory.store: {exc}") from None
+        try:
+            recovered = await store.recover()
+        except BaseException:
+            await store.close()
+            raise
+        _log.info("memory store open", store=_redact(settings.store), replica=self.replica)
+        if recovered.leases or recovered.runs:
+            _log.warning(
+                "memory: released what this replica held before it stopped",
+                replica=self.replica,
+                leases=recovered.leases,
+                interrupted_runs=recovered.runs,
+            )
+        self.store = store
         self._store_url = settings.store
 
     def install(

@@ -31,7 +31,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 
 from bastion.agents import Error, Finished
 from bastion.server.agents.api import find_agent, prepare_turn, record_usage, run_error
-from bastion.server.agents.codec import event_body, parse_run
+from bastion.server.agents.codec import event_body, header_context, parse_run
 from bastion.server.common import dumps
 from bastion.server.errors import ApiError, invalid
 from bastion.server.keys import GATEWAY
@@ -185,6 +185,7 @@ async def agent_socket(request: web.Request) -> web.StreamResponse:
     gateway = request.app[GATEWAY]
     name = request.match_info["name"]
     find_agent(gateway, name)  # an unknown agent is a 404, before the upgrade
+    header_context(request.headers)  # and a context header that is not UTF-8 a 400
     ws = web.WebSocketResponse(max_msg_size=gateway.config.server.max_body, heartbeat=HEARTBEAT)
     if not ws.can_prepare(request).ok:
         raise ApiError(

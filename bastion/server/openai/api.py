@@ -1,4 +1,5 @@
-"""`POST /v1/chat/completions` and `GET /v1/models`, OpenAI-compatible.
+"""`POST /v1/chat/completions`, `GET /v1/models` and `GET /v1/models/{model}`,
+OpenAI-compatible.
 
 Response headers tell what happened: `x-bastion-endpoint` (what served),
 `x-bastion-attempts`, `x-bastion-overhead-ms` (the gateway's own time: the request's
@@ -18,7 +19,7 @@ from itertools import count
 import orjson
 from aiohttp import web
 
-from bastion.routing import Router, RouterStream
+from bastion.routing import Router, RouterStream, UnknownModel
 from bastion.server.coalesce import WriteBuffer, next_or_flush
 from bastion.server.errors import ApiError, from_exception
 from bastion.server.gateway import Gateway
@@ -150,9 +151,7 @@ async def _stream(
                     metrics.observe_inter_token(stream.endpoint or "", tick - last)
                 last = tick
                 pending.add(
-                    writer.text(event.text)
-                    if isinstance(event, TextDelta)
-                    else writer.tool_call(event)
+                    writer.text(event) if isinstance(event, TextDelta) else writer.tool_call(event)
                 )
             elif isinstance(event, StreamError):
                 attempts = [
@@ -190,22 +189,43 @@ async def _stream(
     return response
 
 
-async def list_models(request: web.Request) -> web.Response:
-    gateway: Gateway = request.app[GATEWAY]
+def _allowed_models(request: web.Request) -> list[str]:
+    """The model groups and endpoint ids of the live config that the caller may use."""
     principal = request.get(PRINCIPAL)
-    router = gateway.router
-    created = int(gateway.started_at)
-    names = [*router.groups, *router.endpoints]
-    data = [
-        {"id": name, "object": "model", "created": created, "owned_by": "bastion"}
-        for name in names
+    router = request.app[GATEWAY].router
+    return [
+        name
+        for name in (*router.groups, *router.endpoints)
         if principal is None or principal.may_use_model(name)
     ]
+
+
+def _model_object(request: web.Request, name: str) -> dict[str, object]:
+    """A model in OpenAI's shape (`client.models.retrieve`/`list` read it)."""
+    created = int(request.app[GATEWAY].started_at)
+    return {"id": name, "object": "model", "created": created, "owned_by": "bastion"}
+
+
+async def list_models(request: web.Request) -> web.Response:
+    data = [_model_object(request, name) for name in _allowed_models(request)]
     return web.Response(
         body=orjson.dumps({"object": "list", "data": data}), content_type="application/json"
+    )
+
+
+async def retrieve_model(request: web.Request) -> web.Response:
+    """One model, if the live config has it and the key may use it; a 404 otherwise,
+    so that a key learns nothing of the models outside its scope."""
+    name = request.match_info["model"]
+    if name not in _allowed_models(request):
+        raise from_exception(UnknownModel(name))
+    return web.Response(
+        body=orjson.dumps(_model_object(request, name)), content_type="application/json"
     )
 
 
 def add_openai_routes(app: web.Application) -> None:
     app.router.add_post("/v1/chat/completions", chat_completions)
     app.router.add_get("/v1/models", list_models)
+    # `.+`: a group's name may hold a `/` ("openai/gpt-4o"), sent encoded or not.
+    app.router.add_get("/v1/models/{model:.+}", retrieve_model)

@@ -19,6 +19,7 @@ from typing import Any, cast
 
 import orjson
 
+from bastion.models.openai_stream import usage_json as usage_json  # re-exported
 from bastion.routing.streaming import UsageReport
 from bastion.server.errors import ApiError, invalid
 from bastion.types import (
@@ -27,9 +28,11 @@ from bastion.types import (
     Message,
     Role,
     StreamFinish,
+    TextDelta,
     ToolCall,
     ToolCallDelta,
     ToolSpec,
+    UpstreamInfo,
     Usage,
 )
 
@@ -201,20 +204,6 @@ def parse_chat(raw: bytes) -> ParsedChat:
 # --- answers -----------------------------------------------------------------------
 
 
-def usage_json(usage: Usage) -> dict[str, Any]:
-    """OpenAI's usage object; the token details only when the upstream reported them."""
-    out: dict[str, Any] = {
-        "prompt_tokens": usage.prompt_tokens,
-        "completion_tokens": usage.completion_tokens,
-        "total_tokens": usage.total_tokens,
-    }
-    if usage.cached_tokens is not None:
-        out["prompt_tokens_details"] = {"cached_tokens": usage.cached_tokens}
-    if usage.reasoning_tokens is not None:
-        out["completion_tokens_details"] = {"reasoning_tokens": usage.reasoning_tokens}
-    return out
-
-
 def usage_report_json(report: UsageReport) -> dict[str, Any]:
     """The `bastion` extension of a usage chunk (see `UsageReport`)."""
     return {
@@ -270,40 +259,70 @@ def _openai_answer(raw: Mapping[str, Any]) -> bool:
 
 
 class ChunkWriter:
-    """Server-sent `chat.completion.chunk` events for one stream."""
+    """Server-sent `chat.completion.chunk` events for one stream. What the upstream said
+    besides the text passes on: its `system_fingerprint` on every chunk, and per choice
+    the `logprobs` of each piece of text."""
 
-    __slots__ = ("_created", "_head", "_id", "_started")
+    __slots__ = ("_created", "_fingerprint", "_head", "_id", "_info", "_model", "_started")
 
     def __init__(self, request_id: str, model: str) -> None:
         self._id = f"chatcmpl-{request_id}"
         self._created = int(time.time())
         self._head = b""
-        self.rename(model)
+        self._model = model
+        self._fingerprint: str | None = None
+        self._info: UpstreamInfo | None = None
+        self._build_head()
         self._started = False
 
     def rename(self, model: str) -> None:
         """Name `model` in the chunks from now on: after a mid-stream switch, each
         chunk names the model that produced it."""
-        prefix = {
+        self._model = model
+        self._build_head()
+
+    def _follow(self, info: UpstreamInfo | None) -> None:
+        # A new upstream answer (the first, or another after a seam): its fingerprint.
+        self._info = info
+        fingerprint = info.system_fingerprint if info is not None else None
+        if fingerprint != self._fingerprint:
+            self._fingerprint = fingerprint
+            self._build_head()
+
+    def _build_head(self) -> None:
+        prefix: dict[str, Any] = {
             "id": self._id,
             "object": "chat.completion.chunk",
             "created": self._created,
-            "model": model,
+            "model": self._model,
         }
+        if self._fingerprint is not None:
+            prefix["system_fingerprint"] = self._fingerprint
         # '{"id":...,"model":"m"' — completed per chunk with ',"choices":[...]}'.
         self._head = b"data: " + orjson.dumps(prefix)[:-1]
 
-    def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> bytes:
-        choice = {"index": 0, "delta": delta, "finish_reason": finish}
+    def _chunk(
+        self,
+        delta: dict[str, Any],
+        finish: str | None = None,
+        logprobs: Mapping[str, Any] | None = None,
+    ) -> bytes:
+        choice: dict[str, Any] = {"index": 0, "delta": delta, "finish_reason": finish}
+        if logprobs is not None:
+            choice["logprobs"] = logprobs
         return self._head + b',"choices":[' + orjson.dumps(choice) + b"]}\n\n"
 
-    def text(self, text: str) -> bytes:
+    def text(self, event: TextDelta) -> bytes:
+        if event.info is not self._info:
+            self._follow(event.info)
         if self._started:
-            return self._chunk({"content": text})
+            return self._chunk({"content": event.text}, None, event.logprobs)
         self._started = True
-        return self._chunk({"role": "assistant", "content": text})
+        return self._chunk({"role": "assistant", "content": event.text}, None, event.logprobs)
 
     def tool_call(self, delta: ToolCallDelta) -> bytes:
+        if delta.info is not self._info:
+            self._follow(delta.info)
         call: dict[str, Any] = {"index": delta.index, "function": {"arguments": delta.arguments}}
         if delta.id is not None:
             call["id"] = delta.id

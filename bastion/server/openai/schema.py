@@ -45,6 +45,17 @@ def _array(items: Schema, **extra: Any) -> Schema:
     return {"type": "array", "items": items, **extra}
 
 
+_FINGERPRINT: Schema = {
+    "type": "string",
+    "description": "The upstream's, when it gave one (OpenAI-compatible upstreams).",
+}
+_LOGPROBS: Schema = {
+    "anyOf": [{"type": "object"}, {"type": "null"}],
+    "description": "The upstream's own `logprobs` (when asked with `logprobs: true`); in "
+    "a chunk, those of its piece of text.",
+}
+
+
 def _message(roles: list[str], description: str, *, tool: bool = False) -> Schema:
     """A message whose content is required: every role but assistant."""
     properties: Schema = {"role": {"enum": roles}, "content": ref("Content")}
@@ -153,15 +164,23 @@ SCHEMAS: Schema = {
             "object": {"const": "chat.completion"},
             "created": INT,
             "model": {"type": "string", "description": "The upstream model that answered."},
+            "system_fingerprint": _FINGERPRINT,
             "choices": _array(
                 _object(
-                    {"index": INT, "message": ref("AssistantMessage"), "finish_reason": STR},
+                    {
+                        "index": INT,
+                        "message": ref("AssistantMessage"),
+                        "logprobs": _LOGPROBS,
+                        "finish_reason": STR,
+                    },
                     ["index", "message", "finish_reason"],
                 )
             ),
             "usage": ref("Usage"),
         },
         ["id", "object", "created", "model", "choices", "usage"],
+        description="An OpenAI-compatible upstream's answer as it gave it (its id, "
+        "model, `system_fingerprint`, `logprobs`, usage details).",
     ),
     "ChatCompletionChunk": _object(
         {
@@ -169,10 +188,12 @@ SCHEMAS: Schema = {
             "object": {"const": "chat.completion.chunk"},
             "created": INT,
             "model": STR,
+            "system_fingerprint": _FINGERPRINT,
             "choices": _array(
                 _object(
                     {
                         "index": INT,
+                        "logprobs": _LOGPROBS,
                         "delta": _object(
                             {
                                 "role": {"const": "assistant"},
@@ -204,16 +225,12 @@ SCHEMAS: Schema = {
     "Usage": _object(
         {name: {"type": "integer", "minimum": 0} for name in _USAGE_FIELDS}, _USAGE_FIELDS
     ),
+    "Model": _object(
+        {"id": STR, "object": {"const": "model"}, "created": INT, "owned_by": STR},
+        ["id", "object", "created", "owned_by"],
+    ),
     "ModelList": _object(
-        {
-            "object": {"const": "list"},
-            "data": _array(
-                _object(
-                    {"id": STR, "object": {"const": "model"}, "created": INT, "owned_by": STR},
-                    ["id", "object", "created", "owned_by"],
-                )
-            ),
-        },
+        {"object": {"const": "list"}, "data": _array(ref("Model"))},
         ["object", "data"],
     ),
 }
@@ -285,7 +302,26 @@ def paths() -> Schema:
         body_of(ref("ModelList"), "The models."),
         ("Unauthorized",),
     )
-    out: Schema = {"/v1/chat/completions": {"post": chat}, "/v1/models": {"get": models}}
+    model = operation(
+        "retrieveModel",
+        "One model group or endpoint; 404 if there is none of that id or the key may not use it.",
+        body_of(ref("Model"), "The model."),
+        ("Unauthorized", "NotFound"),
+        parameters=[
+            {
+                "name": "model",
+                "in": "path",
+                "required": True,
+                "description": "A model group or endpoint id from `GET /v1/models`.",
+                "schema": STR,
+            }
+        ],
+    )
+    out: Schema = {
+        "/v1/chat/completions": {"post": chat},
+        "/v1/models": {"get": models},
+        "/v1/models/{model}": {"get": model},
+    }
     for item in out.values():
         for op in item.values():
             op["tags"] = ["openai"]
