@@ -34,7 +34,7 @@ def _check_config(path: str) -> int:
         memory = "not checked: no agent uses it"
     print(
         f"{path}: ok — {len(parts.endpoints)} endpoint(s), "
-        f"{len(parts.groups)} model group(s), {len(agents)} agent(s); memory.store {memory}"
+        f"{len(parts.groups)} model group(s), {len(agents)} agent(s); memory.store: {memory}"
     )
     return 0
 
