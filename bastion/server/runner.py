@@ -175,7 +175,8 @@ def preflight(config_path: Path, port: int | None, workers: int, loop: str) -> B
 
 def _free(host: str, port: int) -> None:
     """StartError if nothing can listen on host:port (taken, not allowed, no such
-    address). Asked once in the parent, so that N workers do not each say it."""
+    address). Asked before the gateway starts, and once for N workers rather than by
+    each; `serve_once` still says it if the port is taken in between."""
 
     async def probe() -> None:
         server = await asyncio.get_running_loop().create_server(asyncio.Protocol, host, port)
@@ -200,13 +201,17 @@ def serve(
         config = preflight(path, port, workers, loop)
         host = host or config.server.host
         port = port if port is not None else config.server.port
-        if workers == 1:
-            run_loop(serve_once(path, host, port), loop)
-            return 0
-        _free(host, port)
+        _free(host, port)  # before anything starts: no store opened for nothing
     except (ValueError, StartError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_START
+    if workers == 1:
+        try:
+            run_loop(serve_once(path, host, port), loop)
+        except StartError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_START
+        return 0
     return supervise(
         worker_command(config_path, host, port, loop),
         workers,

@@ -47,7 +47,8 @@ def sse_text(lines: Iterator[str]) -> tuple[str, bool]:
 def refuses_connections(port: int) -> bool:
     try:
         socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-    except ConnectionRefusedError:
+    except (ConnectionRefusedError, ConnectionResetError):
+        # Reset: it reached the backlog of a listener that was closing, unaccepted.
         return True
     return False
 
