@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import threading
 import time
@@ -249,6 +250,8 @@ def test_workers_stop_when_the_supervisor_is_killed(
 ) -> None:
     server = start()
     pids = {status["pid"] for status in statuses(client, server.url)}
+    with open(f"/proc/{min(pids)}/environ", "rb") as worker_environment:
+        environ = worker_environment.read()
     server.proc.kill()
     server.proc.wait(5)
 
@@ -265,3 +268,6 @@ def test_workers_stop_when_the_supervisor_is_killed(
             return True
 
     assert wait_for(lambda: all(gone(pid) for pid in pids), timeout=15)
+    # The private sockets' directory goes with the last of them.
+    runtime = re.search(rb"BASTION_RUNTIME_DIR=([^\x00]+)", environ).group(1).decode()
+    assert not os.path.exists(runtime)

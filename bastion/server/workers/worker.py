@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import sys
 from collections.abc import Callable
@@ -23,7 +24,7 @@ from bastion.server.control.api import CONTROL
 from bastion.server.gateway import Gateway
 from bastion.server.workers.peers import PEERS
 from bastion.server.workers.private import StateSync, private_app
-from bastion.server.workers.protocol import WorkerPlace, worker_socket
+from bastion.server.workers.protocol import WorkerPlace, hub_socket, worker_socket
 from bastion.server.workers.siblings import Siblings
 
 # Seconds between looks at whether the supervisor is still there.
@@ -42,6 +43,7 @@ class WorkerLink:
         self._sync: StateSync | None = None
         self._watch: asyncio.Task[None] | None = None
         self._parent = os.getppid()
+        self._orphaned = False
 
     def attach(self, app: web.Application, gateway: Gateway) -> None:
         self._sync = StateSync(gateway, app[CONTROL])
@@ -70,6 +72,7 @@ class WorkerLink:
         while True:
             await asyncio.sleep(PARENT_CHECK)
             if os.getppid() != self._parent:
+                self._orphaned = True
                 stop()
                 return
 
@@ -80,6 +83,17 @@ class WorkerLink:
             await self._private.cleanup()
         if self._siblings is not None:
             await self._siblings.close()
+        if self._orphaned:
+            self._tidy()
+
+    def _tidy(self) -> None:
+        """The supervisor that would have removed the runtime directory is gone: remove
+        this worker's part of it, and the directory with the last worker out."""
+        runtime = self.place.runtime
+        for path in (worker_socket(runtime, self.place.index), hub_socket(runtime)):
+            path.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # not empty: a sibling is still on its way out
+            runtime.rmdir()
 
 
 def main(argv: list[str] | None = None) -> int:
