@@ -12,7 +12,7 @@ import time
 import httpx
 import pytest
 from conftest import HEADER_TIMEOUT
-from gateway_support import QUESTION, GatewayProcess, Keys, bearer
+from gateway_support import GatewayProcess, Keys, bearer
 
 # Far beyond HEADER_TIMEOUT, so a server that enforces it is never this slow.
 PATIENCE = HEADER_TIMEOUT * 15
@@ -102,8 +102,8 @@ def test_an_oversized_header_gets_an_error_object_and_a_quiet_log(
 @pytest.mark.parametrize(
     ("path", "payload"),
     [
-        ("/v1/chat/completions", {"model": "chat", "messages": QUESTION}),
         ("/api/v1/agents/support/generate", {"prompt": "Where is order 42?"}),
+        ("/api/v1/agents/support/stream", {"prompt": "Where is order 42?"}),
     ],
 )
 def test_bytes_that_are_not_utf8_in_a_context_header_are_a_named_400(
