@@ -13,6 +13,7 @@ from pathlib import Path
 def _check_config(path: str) -> int:
     from bastion.agents.configure import plan_agents
     from bastion.config import ConfigError, load_config
+    from bastion.memory.check import check_store
     from bastion.routing.configure import load_router_config
 
     try:
@@ -22,9 +23,18 @@ def _check_config(path: str) -> int:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    # The store is opened only when an agent needs it, so only then is it checked.
+    if agents:
+        try:
+            memory = asyncio.run(check_store(config.memory.store))
+        except ValueError as exc:
+            print(f"error: {path}: memory.store: {exc}", file=sys.stderr)
+            return 1
+    else:
+        memory = "not checked: no agent uses it"
     print(
         f"{path}: ok — {len(parts.endpoints)} endpoint(s), "
-        f"{len(parts.groups)} model group(s), {len(agents)} agent(s)"
+        f"{len(parts.groups)} model group(s), {len(agents)} agent(s); memory.store: {memory}"
     )
     return 0
 
@@ -62,7 +72,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve.add_argument("--config", "-c", required=True, help="the YAML config file")
     serve.add_argument("--host", default=None, help="overrides server.host")
     serve.add_argument("--port", type=int, default=None, help="overrides server.port")
-    serve.add_argument("--workers", type=int, default=1, help="processes on one port")
+    serve.add_argument(
+        "--workers", type=int, default=1, help="worker processes on one port, supervised"
+    )
     serve.add_argument(
         "--loop",
         choices=("auto", "asyncio", "uvloop"),  # runner.LOOPS, not imported: it is heavy

@@ -59,3 +59,24 @@ def test_auto_loop_is_asyncio_without_uvloop_and_uvloop_with_it(monkeypatch):
     assert loop_factory("auto") is uvloop.new_event_loop
     with pytest.raises(ValueError, match="unknown event loop 'trio'"):
         loop_factory("trio")
+
+
+def test_check_config_refuses_a_sqlite_store_whose_directory_is_missing(
+    tmp_path, capsys, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "bastion.yaml"
+    path.write_text(GOOD.replace("sqlite://:memory:", "sqlite:///nowhere/bastion.db"))
+    assert main(["check-config", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert "memory.store" in err and "'nowhere'" in err and "does not exist" in err
+    assert not (tmp_path / "nowhere").exists()
+
+
+def test_check_config_checks_a_sqlite_store_without_creating_it(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "bastion.yaml"
+    path.write_text(GOOD.replace("sqlite://:memory:", "sqlite:///bastion.db"))
+    assert main(["check-config", str(path)]) == 0
+    assert "directory writable" in capsys.readouterr().out
+    assert not (tmp_path / "bastion.db").exists()

@@ -386,7 +386,7 @@ async def test_a_slow_event_reader_loses_the_oldest_events_and_is_told(start: St
     events = await read_events(response, until="endpoint_isolated")
     assert events == [
         ("dropped", {"count": 4}),
-        ("endpoint_isolated", {"endpoint": "primary", "isolated": True}),
+        ("endpoint_isolated", {"worker": 0, "endpoint": "primary", "isolated": True}),
     ]
     page = await (await control.client.get("/api/v1/metrics")).text()
     assert sample(page, "bastion_events_dropped_total") == 4

@@ -11,9 +11,11 @@
 Everything but health is for admin keys; the auth middleware enforces that. Nothing
 here depends on it for correctness: every handler validates its own input.
 
-All state is per process. With `bastion serve --workers N` each worker has its own
-breakers, isolation and counters, and a request reaches whichever worker the kernel
-picked: isolate or PUT a config on every worker (the status page names its pid).
+With `bastion serve --workers N` a request reaches whichever worker the kernel picked.
+Writes (config PUT, isolate, recover) are applied on every worker before they answer,
+and the metrics page and the event stream cover all workers (`workers.peers` is the
+hook). Breakers, health, ejection, rate limits and the status page's counters are the
+answering worker's own: the status page says which worker and what is per worker.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from bastion.server.control.events import add_event_routes
 from bastion.server.errors import ApiError, invalid
 from bastion.server.gateway import Gateway
 from bastion.server.keys import GATEWAY
+from bastion.server.workers.peers import PER_WORKER, SHARED, peers_of
 
 
 class ControlState:
@@ -49,8 +52,9 @@ class ControlState:
 
     def __init__(self) -> None:
         # The last config PUT, to tell on the status page whether the live config is
-        # that one or the file's.
+        # that one or the file's, and when it was PUT (on whichever worker took it).
         self.put_config: BastionConfig | None = None
+        self.put_at: float | None = None
 
 
 CONTROL: web.AppKey[ControlState] = web.AppKey("bastion.control", ControlState)
@@ -126,7 +130,8 @@ async def health(request: web.Request) -> web.Response:
 def _config_origin(gateway: Gateway, control: ControlState) -> ConfigOrigin:
     loaded_at = gateway.loaded_at
     if control.put_config is not None and control.put_config is gateway.config:
-        return {"origin": "api", "source": None, "loaded_at": loaded_at}
+        put_at = control.put_at if control.put_at is not None else loaded_at
+        return {"origin": "api", "source": None, "loaded_at": put_at}
     if gateway.source is not None:
         return {"origin": "file", "source": str(gateway.source), "loaded_at": loaded_at}
     return {"origin": "code", "source": None, "loaded_at": loaded_at}
@@ -134,12 +139,18 @@ def _config_origin(gateway: Gateway, control: ControlState) -> ConfigOrigin:
 
 async def status(request: web.Request) -> web.Response:
     """Every endpoint's state and counters, the model groups, uptime and where the
-    config came from. The numbers are this worker process's (see the module docs)."""
+    config came from. The numbers are this worker's (`per_worker` lists what each
+    worker keeps for itself, `shared` what all have the same of)."""
     gateway = request.app[GATEWAY]
     router = gateway.router
+    peers = peers_of(request.app)
     body: Status = {
         "pid": os.getpid(),
-        "state_scope": "process",
+        "worker": peers.index,
+        "workers": peers.count,
+        "state_scope": "worker",
+        "per_worker": list(PER_WORKER),
+        "shared": list(SHARED),
         "ready": gateway.ready,
         "uptime_s": round(time.time() - gateway.started_at, 3),
         "config": _config_origin(gateway, request.app[CONTROL]),
@@ -166,7 +177,8 @@ async def _set_isolation(request: web.Request, isolated: bool) -> web.Response:
             404, f"no endpoint {endpoint!r}", param="id", code="endpoint_not_found"
         ) from None
     gateway.audit.record(who, action, endpoint, "ok")
-    return json_response(_endpoint(current))
+    applied = await peers_of(request.app).share_isolation(endpoint, isolated)
+    return json_response(_endpoint(current), headers=applied.headers())
 
 
 async def isolate(request: web.Request) -> web.Response:
@@ -250,14 +262,18 @@ async def put_config(request: web.Request) -> web.Response:
         gateway.audit.record(who, "reload", "api", "failed")
         raise
     control.put_config = config
+    control.put_at = gateway.loaded_at
     gateway.audit.record(who, "reload", "api", "ok")
     router = gateway.router
+    applied = await peers_of(request.app).share_config(text, config, list(router.endpoints))
     body: Reloaded = {
         "status": "reloaded",
         "endpoints": list(router.endpoints),
         "models": list(router.groups),
+        "workers": applied.workers,
+        "workers_applied": applied.applied,
     }
-    return json_response(body)
+    return json_response(body, headers=applied.headers())
 
 
 # --- metrics -------------------------------------------------------------------------
@@ -265,9 +281,10 @@ async def put_config(request: web.Request) -> web.Response:
 
 async def metrics(request: web.Request) -> web.Response:
     """Prometheus text format: the counters and histograms kept from events, and the
-    per-endpoint gauges read from the live router now."""
+    per-endpoint gauges read from the live router now. With several workers, counters
+    and histograms are summed over them and gauges carry a `worker` label."""
     gateway = request.app[GATEWAY]
-    page = gateway.metrics.render(gateway.router.status())
+    page = await peers_of(request.app).metrics_page(gateway.metrics.render(gateway.router.status()))
     return web.Response(body=page, headers={"Content-Type": CONTENT_TYPE})
 
 

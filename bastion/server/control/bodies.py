@@ -57,7 +57,17 @@ class Status(TypedDict):
     """Endpoints, model groups, uptime and where the config came from."""
 
     pid: Annotated[int, Field(description="The worker process that answered.")]
-    state_scope: Annotated[Literal["process"], Field(description="`process`: per worker.")]
+    worker: Annotated[int, Field(description="Its index among the workers, from 0.")]
+    workers: Annotated[int, Field(description="How many worker processes serve the port.")]
+    state_scope: Annotated[
+        Literal["worker"], Field(description="`worker`: the state below is this worker's.")
+    ]
+    per_worker: Annotated[
+        list[str], Field(description="What each worker keeps for itself (breakers, limits).")
+    ]
+    shared: Annotated[
+        list[str], Field(description="What every worker has the same of (config, isolation).")
+    ]
     ready: bool
     uptime_s: float
     config: ConfigOrigin
@@ -72,6 +82,11 @@ class Reloaded(TypedDict):
     status: Literal["reloaded"]
     endpoints: list[str]
     models: list[str]
+    workers: Annotated[int, Field(description="How many worker processes serve the port.")]
+    workers_applied: Annotated[
+        int,
+        Field(description="How many have the new config now (the others get it on restart)."),
+    ]
 
 
 TYPES = (Health, Status, EndpointStatus, Reloaded)

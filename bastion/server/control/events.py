@@ -1,12 +1,14 @@
 """`GET /api/v1/events`: the router's events as server-sent events.
 
     event: failed_over
-    data: {"request_id":"…","endpoint":"primary","kind":"server_error","reason":"…"}
+    data: {"worker":0,"request_id":"…","endpoint":"primary","kind":"server_error","reason":"…"}
 
 Each event is named by its type in snake case; `data` is the event's fields as JSON
-(enums as their values). A comment line (`: keep-alive`) goes out when nothing
-happened for `keepalive` seconds, so proxies keep the connection and a client that
-left is noticed. The stream ends when the server shuts down.
+(enums as their values), after `worker`: the index of the worker process it happened
+in. With `bastion serve --workers N` the stream carries every worker's events. A
+comment line (`: keep-alive`) goes out when nothing happened for `keepalive` seconds,
+so proxies keep the connection and a client that left is noticed. The stream ends
+when the server shuts down.
 
 The subscription must never slow the router down: the hook only appends to a bounded
 per-client queue. A client that reads too slowly loses the oldest events; it is told
@@ -27,6 +29,7 @@ from aiohttp import web
 from bastion.observability.events import Event
 from bastion.server.errors import ApiError
 from bastion.server.keys import GATEWAY
+from bastion.server.workers.peers import peers_of
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,24 +59,27 @@ def event_name(event: Event) -> bytes:
     return name
 
 
-def encode_event(event: Event) -> bytes:
-    """One SSE frame. orjson writes dataclasses field by field and enums as values."""
-    return b"event: " + event_name(event) + b"\ndata: " + orjson.dumps(event) + b"\n\n"
+def encode_event(event: Event, worker: int = 0) -> bytes:
+    """One SSE frame. orjson writes dataclasses field by field and enums as values;
+    `worker` (the worker process it happened in) goes first."""
+    data = b'{"worker":%d,' % worker + orjson.dumps(event)[1:]
+    return b"event: " + event_name(event) + b"\ndata: " + data + b"\n\n"
 
 
 class _Client:
     """One listener's bounded queue. `push` is the event hook: it runs inside the
-    router's call stack, so it only appends and wakes the writer."""
+    router's call stack, so it only appends and wakes the writer. It takes events, and
+    frames already encoded by another worker."""
 
     __slots__ = ("_queue", "_wake", "closed", "dropped")
 
     def __init__(self, size: int) -> None:
-        self._queue: deque[Event] = deque(maxlen=size)
+        self._queue: deque[Event | bytes] = deque(maxlen=size)
         self._wake = asyncio.Event()
         self.dropped = 0
         self.closed = False
 
-    def push(self, event: Event) -> None:
+    def push(self, event: Event | bytes) -> None:
         if len(self._queue) == self._queue.maxlen:
             self.dropped += 1  # the deque drops the oldest as this one goes in
         self._queue.append(event)
@@ -88,7 +94,7 @@ class _Client:
         if not self._queue and not self.closed:
             await self._wake.wait()
 
-    def take(self) -> tuple[list[Event], int]:
+    def take(self) -> tuple[list[Event | bytes], int]:
         """Everything queued and the number dropped since the last take. Synchronous,
         so no push can slip in between reading the queue and clearing the wake-up."""
         events = list(self._queue)
@@ -148,6 +154,8 @@ async def events(request: web.Request) -> web.StreamResponse:
     await response.prepare(request)
     client = streams.open(options.queue_size)
     unsubscribe = gateway.fanout.subscribe(client.push)
+    peers = peers_of(request.app)
+    stop_relays = peers.relay_events(client.push)  # the other workers' events
     try:
         # Something at once, so the client knows the subscription is live.
         await response.write(b": subscribed\n\n")
@@ -168,7 +176,10 @@ async def events(request: web.Request) -> web.StreamResponse:
                     return response
                 await response.write(b": keep-alive\n\n")
                 continue
-            frames = [encode_event(event) for event in batch]
+            frames = [
+                event if isinstance(event, bytes) else encode_event(event, peers.index)
+                for event in batch
+            ]
             if dropped:
                 # The dropped events were older than any still queued: report them first.
                 frames.insert(0, b'event: dropped\ndata: {"count":%d}\n\n' % dropped)
@@ -177,6 +188,7 @@ async def events(request: web.Request) -> web.StreamResponse:
     except ConnectionResetError:
         pass  # the client left; nothing to tell it
     finally:
+        stop_relays()
         unsubscribe()
         streams.discard(client)
     return response

@@ -4,11 +4,13 @@
 from __future__ import annotations
 
 from bastion.server.common import (
+    INT,
     JSON,
     OBJECT,
     STR,
     Schema,
     body_of,
+    header,
     json_text,
     operation,
     ref,
@@ -29,13 +31,20 @@ _ENDPOINT_ID: Schema = {
 }
 
 
+# A write is applied on every worker of `bastion serve --workers N` before it answers.
+_APPLIED: Schema = {
+    "X-Bastion-Workers": header("How many worker processes serve the port.", INT),
+    "X-Bastion-Workers-Applied": header("How many of them applied the change.", INT),
+}
+
+
 def paths() -> Schema:
     """The operations under `/api/v1/` but the agents' and the memory's."""
     endpoint_change = {
         action: operation(
             f"{action}Endpoint",
             summary,
-            body_of(ref("EndpointStatus"), "The endpoint after the change."),
+            body_of(ref("EndpointStatus"), "The endpoint after the change.", headers=_APPLIED),
             (*_ADMIN, "NotFound"),
             parameters=[_ENDPOINT_ID],
         )
@@ -74,7 +83,7 @@ def paths() -> Schema:
                 "Validate a config and swap it in atomically. Requests in flight finish on "
                 "the config they started with; unchanged endpoints keep their "
                 "connections, breakers, health and isolation. Not written to disk.",
-                body_of(ref("Reloaded"), "Swapped in."),
+                body_of(ref("Reloaded"), "Swapped in, on every worker.", headers=_APPLIED),
                 ("BadRequest", *_ADMIN),
                 requestBody={
                     "required": True,
