@@ -7,14 +7,13 @@ from collections.abc import AsyncGenerator
 
 from bastion.agents.events import AgentEvent, ModelSwitched
 from bastion.resilience.errors import ErrorKind, StreamBroken
+from bastion.routing.assemble import Assembly, broken_by
 from bastion.routing.streaming import RouterStream
 from bastion.types import (
     ChatResponse,
-    Message,
     StreamError,
     StreamFinish,
     TextDelta,
-    ToolCall,
     ToolCallDelta,
     Usage,
 )
@@ -40,9 +39,7 @@ class StreamedStep:
 
     async def events(self) -> AsyncGenerator[AgentEvent, None]:
         stream = self._stream
-        text: list[str] = []
-        calls: dict[int, list[str]] = {}
-        names: dict[int, tuple[str, str]] = {}
+        assembly = Assembly()
         finish: StreamFinish | None = None
         first = True
         try:
@@ -52,17 +49,12 @@ class StreamedStep:
                     serving = stream.endpoint or ""
                     if self._previous is not None and serving != self._previous:
                         yield ModelSwitched(self._previous, serving, self._index)
-                if isinstance(event, TextDelta):
-                    text.append(event.text)
-                    if not self._hold:
+                if isinstance(event, TextDelta | ToolCallDelta):
+                    assembly.add(event)
+                    if isinstance(event, TextDelta) and not self._hold:
                         yield event
-                elif isinstance(event, ToolCallDelta):
-                    calls.setdefault(event.index, []).append(event.arguments)
-                    if event.id is not None or event.name is not None:
-                        old = names.get(event.index, ("", ""))
-                        names[event.index] = (event.id or old[0], event.name or old[1])
                 elif isinstance(event, StreamError):
-                    raise _broken(event, stream.endpoint or "")
+                    raise broken_by(event, stream.endpoint or "")
                 else:
                     finish = event
         finally:
@@ -70,11 +62,8 @@ class StreamedStep:
                 await stream.aclose()
         if finish is None:  # pragma: no cover - the router always ends with a finish
             raise StreamBroken(ErrorKind.PROTOCOL, "stream ended without a finish")
-        tool_calls = tuple(
-            ToolCall(*names.get(i, ("", "")), "".join(parts)) for i, parts in sorted(calls.items())
-        )
-        self.response = ChatResponse(
-            Message("assistant", "".join(text) or None, tool_calls),
+        response = ChatResponse(
+            assembly.message(),
             finish.finish_reason,
             finish.usage or Usage(),
             stream.model or "",
@@ -82,11 +71,4 @@ class StreamedStep:
             stream.attempts,
             stream.degraded,
         )
-
-
-def _broken(event: StreamError, endpoint: str) -> StreamBroken:
-    try:
-        kind = ErrorKind(event.kind)
-    except ValueError:
-        kind = ErrorKind.UNKNOWN
-    return StreamBroken(kind, event.message, endpoint=endpoint)
+        self.response = response

@@ -93,6 +93,16 @@ class Assembly:
         )
 
 
+def broken_by(event: StreamError, endpoint: str) -> StreamBroken:
+    """The failure a stream's in-band error stands for (a kind this version does not
+    know counts as unknown)."""
+    try:
+        kind = ErrorKind(event.kind)
+    except ValueError:
+        kind = ErrorKind.UNKNOWN
+    return StreamBroken(kind, event.message, endpoint=endpoint)
+
+
 @dataclass(frozen=True, slots=True)
 class Assembled:
     """An answer read from a stream, and how long its first event took."""
@@ -123,7 +133,7 @@ async def complete_by_stream(
                 answer = assembly.response(event, model=rt.endpoint.model, endpoint=rt.id)
                 return Assembled(answer, ttft)
             if isinstance(event, StreamError):  # a Router used as a model
-                raise StreamBroken(ErrorKind(event.kind), event.message, endpoint=rt.id)
+                raise broken_by(event, rt.id)
             assembly.add(event)
             event = await stream.next()
     finally:
