@@ -86,6 +86,10 @@ def test_full_conversation_with_tools_parses():
         (body(messages=[{"role": "user", "content": 5}]), "messages[0].content"),
         (
             body(messages=[{"role": "user", "content": [{"type": "image_url"}]}]),
+            "messages[0].content[0].image_url",
+        ),
+        (
+            body(messages=[{"role": "user", "content": [{"type": "video"}]}]),
             "messages[0].content[0].type",
         ),
         (body(messages=[{"role": "tool", "content": "x"}]), "messages[0].tool_call_id"),
