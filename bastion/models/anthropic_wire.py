@@ -100,7 +100,10 @@ def request_body(endpoint: Endpoint, request: ChatRequest, *, stream: bool) -> P
     if stop and "stop_sequences" not in body:
         body["stop_sequences"] = [stop] if isinstance(stop, str) else list(stop)
     body["model"] = endpoint.model
-    body["max_tokens"] = request.max_tokens or DEFAULT_MAX_TOKENS
+    newer = request.extra.get("max_completion_tokens")  # OpenAI's newer name for it
+    body["max_tokens"] = (
+        request.max_tokens or (newer if isinstance(newer, int) else None) or DEFAULT_MAX_TOKENS
+    )
     body["messages"] = messages
     if system:
         body["system"] = "\n\n".join(system)

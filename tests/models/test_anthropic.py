@@ -335,3 +335,10 @@ async def test_a_part_anthropic_cannot_take_is_the_callers_request_to_change(
     assert refused.value.kind is ErrorKind.INVALID_REQUEST
     assert part["type"] in refused.value.message
     assert upstream.requests == []
+
+
+async def test_max_completion_tokens_is_the_limit_anthropic_gets(upstream, model) -> None:
+    upstream.on(PATH, upstream.json(200, ANSWER))
+    await model.complete(ChatRequest((Message("user", "hi"),), extra={"max_completion_tokens": 50}))
+    assert upstream.last.body["max_tokens"] == 50
+    assert "max_completion_tokens" not in upstream.last.body

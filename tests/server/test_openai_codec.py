@@ -93,6 +93,8 @@ def test_full_conversation_with_tools_parses():
             "messages[0].content[0].type",
         ),
         (body(messages=[{"role": "tool", "content": "x"}]), "messages[0].tool_call_id"),
+        (body(max_completion_tokens=0), "max_completion_tokens"),
+        (body(max_completion_tokens="9"), "max_completion_tokens"),
         (body(stream="yes"), "stream"),
         (body(temperature=3), "temperature"),
         (body(temperature=True), "temperature"),
@@ -222,3 +224,9 @@ def test_role_of_the_wrong_type_is_a_400_not_a_crash(role):
     with pytest.raises(ApiError) as caught:
         parse_chat(body(messages=[{"role": role, "content": "x"}]))
     assert caught.value.param == "messages[0].role"
+
+
+def test_max_completion_tokens_goes_upstream_under_its_own_name():
+    parsed = parse_chat(body(max_completion_tokens=64))
+    assert parsed.request.max_tokens is None
+    assert parsed.request.extra == {"max_completion_tokens": 64}

@@ -80,6 +80,13 @@ def _tool_calls(value: Any, field: str) -> tuple[ToolCall, ...]:
     return tuple(calls)
 
 
+def _positive_int(body: Mapping[str, Any], key: str) -> int | None:
+    value = body.get(key)
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise invalid(key, "must be a positive integer")
+    return value
+
+
 def read_message(value: Any, index: int) -> Message:
     """`messages[index]` of a chat body (or an agent's run body); ApiError(400)
     naming the field at fault."""
@@ -166,11 +173,10 @@ def parse_chat(raw: bytes) -> ParsedChat:
     tool_choice = body.get("tool_choice")
     if tool_choice is not None and not isinstance(tool_choice, str | dict):
         raise invalid("tool_choice", "must be a string or an object")
-    max_tokens = body.get("max_tokens")
-    if max_tokens is not None and (
-        isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1
-    ):
-        raise invalid("max_tokens", "must be a positive integer")
+    max_tokens = _positive_int(body, "max_tokens")
+    # OpenAI's newer name; it stays in `extra` under its own name (OpenAI's reasoning
+    # models refuse `max_tokens`) and providers that know only one limit read it there.
+    _positive_int(body, "max_completion_tokens")
     request = ChatRequest(
         messages=tuple(read_message(m, i) for i, m in enumerate(messages)),
         tools=_tools(body.get("tools")),

@@ -105,6 +105,7 @@ SCHEMAS: Schema = {
             ),
             "temperature": _nullable({"type": "number", "minimum": 0, "maximum": 2}),
             "max_tokens": _nullable({"type": "integer", "minimum": 1}),
+            "max_completion_tokens": _nullable({"type": "integer", "minimum": 1}),
         },
         ["model", "messages"],
         additionalProperties=True,
