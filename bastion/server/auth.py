@@ -12,6 +12,8 @@ What a path needs (`required_access`):
 
 - `GET /api/v1/health`: nothing (load balancers probe it without a key).
 - `/api/v1/agents/{name}/...`: a key whose `agents` scope has `name`.
+- `GET /api/v1/threads`, `/api/v1/threads/{id}`, `/api/v1/runs/{id}`: a key; the
+  handlers show an app key only its own resources' (an admin key sees them all).
 - every other path under `/api/v1/`, and `/dashboard`: an admin key (the control plane).
 - everything else (`/v1/*`, `/openapi.json`, unknown paths): a key. The `models` scope is
   checked where the model is known, in the OpenAI handlers.
@@ -21,12 +23,19 @@ only what it names, so a key with `models: [chat]` and no `agents` may use no ag
 agent calls models of its own, which the key may be refused). A key naming neither
 scope may use every model and every agent.
 
+Resources (who owns a thread) are bound to the caller: a key may be limited to one
+resource or a prefix (`resources`), and on the agents' and the threads' routes an
+`x-bastion-user` token (see `identity`) binds the request to that user's resource; a
+bad token is a 401 naming the header, and so is its absence from a key that
+`require_user`s one. `Principal.resource_for` judges the `resource_id` a request names.
+
 With no keys configured the gateway is open and requests carry no principal.
-Refused control-plane attempts go to the audit log.
+Refused attempts under /api/v1/ go to the audit log.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import hashlib
 import hmac
@@ -37,9 +46,17 @@ from urllib.parse import unquote
 import structlog
 from aiohttp import web
 
+from bastion.config.identity import ResourceBinding
 from bastion.config.schema import AuthSettings
 from bastion.server.audit import AuditEntry, AuditLog
-from bastion.server.errors import ApiError
+from bastion.server.errors import ApiError, invalid
+from bastion.server.identity import (
+    USER_HEADER,
+    USER_PREFIX,
+    ResourceScope,
+    UserTokenError,
+    UserTokens,
+)
 from bastion.server.keys import GATEWAY, PRINCIPAL
 from bastion.server.limits import RateLimits
 
@@ -61,17 +78,25 @@ _log = structlog.get_logger("bastion.server")
 _CONTROL = "/api/v1/"
 _AGENTS = "/api/v1/agents"
 _OPEN = frozenset({("GET", "/api/v1/health"), ("HEAD", "/api/v1/health")})
+_READS = frozenset({"GET", "HEAD"})
+# The routes whose requests name resources, where a user's token binds the caller.
+_BOUND = ("/api/v1/agents", "/api/v1/threads", "/api/v1/runs")
 
 
 @dataclass(frozen=True, slots=True)
 class Principal:
     """An authenticated caller. `models`/`agents` of None mean every one (see
-    `Principal.scoped` for how a key's scopes become these)."""
+    `Principal.scoped` for how a key's scopes become these). `resources` of None: the
+    key is bound to no resource (an admin key sees them all). `expires_at`: when the
+    user token the caller is bound by stops being good (epoch seconds)."""
 
     name: str
     admin: bool = False
     models: frozenset[str] | None = None
     agents: frozenset[str] | None = None
+    resources: ResourceScope | None = None
+    require_user: bool = False
+    expires_at: float | None = None
 
     @classmethod
     def scoped(
@@ -80,19 +105,74 @@ class Principal:
         admin: bool,
         models: Sequence[str] | None,
         agents: Sequence[str] | None,
+        *,
+        resources: ResourceBinding | None = None,
+        require_user: bool = False,
     ) -> Principal:
         """The principal of a key with these scopes (None: the key does not name it).
         Least privilege: once a key names one scope, a scope it leaves out grants
         nothing; only a key naming neither may use everything."""
+        scope = ResourceScope(resources.id, resources.prefix) if resources else None
         if models is None and agents is None:
-            return cls(name, admin)
-        return cls(name, admin, frozenset(models or ()), frozenset(agents or ()))
+            return cls(name, admin, resources=scope, require_user=require_user)
+        return cls(
+            name,
+            admin,
+            frozenset(models or ()),
+            frozenset(agents or ()),
+            resources=scope,
+            require_user=require_user,
+        )
 
     def may_use_model(self, model: str) -> bool:
         return self.models is None or model in self.models
 
     def may_use_agent(self, agent: str) -> bool:
         return self.agents is None or agent in self.agents
+
+    @property
+    def sees_every_resource(self) -> bool:
+        """An admin key that no user's token binds."""
+        return self.admin and self.resources is None
+
+    def resource_for(self, requested: str | None) -> str | None:
+        """The resource a request acts on: `requested` if the caller may touch it, the
+        caller's one resource if it named none; ApiError (403 `resource_not_allowed`,
+        400 when a resource must be named) otherwise. An unbound key gets `requested`."""
+        scope = self.resources
+        if scope is None:
+            return requested
+        if requested is None:
+            if scope.id is not None:
+                return scope.id
+            raise invalid("resource_id", f"is required: the key may use {scope.describe()}")
+        if not scope.allows(requested):
+            raise ApiError(
+                403,
+                f"resource_id: the key {self.name!r} may not use the resource {requested!r} "
+                f"(it may use {scope.describe()})",
+                type="permission_error",
+                param="resource_id",
+                code="resource_not_allowed",
+            )
+        return requested
+
+    def check_fresh(self, now: float) -> None:
+        """ApiError(401) once the user token the caller is bound by has expired: a
+        WebSocket outlives the token it was opened with."""
+        if self.expires_at is not None and now >= self.expires_at:
+            raise user_token_error("the token has expired")
+
+
+def user_token_error(reason: str, code: str = "invalid_user_token") -> ApiError:
+    """401 naming the user header and why; never the token."""
+    return ApiError(
+        401,
+        f"{USER_HEADER}: {reason}",
+        type="authentication_error",
+        param=USER_HEADER,
+        code=code,
+    )
 
 
 class Access(enum.Enum):
@@ -101,6 +181,7 @@ class Access(enum.Enum):
     OPEN = "open"
     KEY = "key"
     AGENT = "agent"
+    RESOURCE = "resource"  # a key; the handler shows it only its resources
     ADMIN = "admin"
 
 
@@ -111,9 +192,27 @@ def required_access(method: str, path: str) -> Access:
         return Access.OPEN
     if path == _AGENTS or path.startswith(_AGENTS + "/"):
         return Access.AGENT
+    if method in _READS and _is_read_of_memory(path):
+        return Access.RESOURCE
     if path.startswith(_CONTROL) or path == "/dashboard" or path.startswith("/dashboard/"):
         return Access.ADMIN
     return Access.KEY
+
+
+def _is_read_of_memory(path: str) -> bool:
+    """`/api/v1/threads`, `/api/v1/threads/{id}` or `/api/v1/runs/{id}` (one segment:
+    the router matches a path as `path_safe` gives it, `%2F` still encoded)."""
+    if path == "/api/v1/threads":
+        return True
+    for base in ("/api/v1/threads/", "/api/v1/runs/"):
+        if path.startswith(base):
+            rest = path[len(base) :]
+            return bool(rest) and "/" not in rest
+    return False
+
+
+def _binds_users(path: str) -> bool:
+    return any(path == base or path.startswith(base + "/") for base in _BOUND)
 
 
 def _agent_of(path: str) -> str | None:
@@ -149,25 +248,36 @@ def _digest(key: str) -> bytes:
 class KeyRing:
     """The configured keys, as digests, each with the principal it stands for."""
 
-    def __init__(self, entries: tuple[tuple[bytes, Principal], ...]) -> None:
+    def __init__(
+        self, entries: tuple[tuple[bytes, Principal], ...], users: UserTokens | None = None
+    ) -> None:
         self._entries = entries
+        self.users = users
 
     @classmethod
     def from_settings(cls, auth: AuthSettings | None) -> KeyRing:
         entries = tuple(
             (
                 _digest(k.key.get_secret_value()),
-                Principal.scoped(k.name, k.admin, k.models, k.agents),
+                Principal.scoped(
+                    k.name,
+                    k.admin,
+                    k.models,
+                    k.agents,
+                    resources=k.resources,
+                    require_user=k.require_user,
+                ),
             )
             for k in (auth.keys if auth else ())
         )
+        users = UserTokens(auth.user_tokens) if auth and auth.user_tokens else None
         if not entries:
             # Built at startup and on each reload: an open gateway says so every time.
             _log.warning(
                 "the gateway runs without API keys: anyone who can reach it may use it "
                 "and its control plane (set auth.keys to require keys)"
             )
-        return cls(entries)
+        return cls(entries, users)
 
     @property
     def enabled(self) -> bool:
@@ -189,6 +299,37 @@ class KeyRing:
             if hmac.compare_digest(known, digest):
                 found = principal
         return found
+
+    def bind_user(self, principal: Principal, token: str | None) -> Principal:
+        """`principal` bound to the user whose token was sent, if one was; ApiError
+        (401 naming the header) for a bad token, or none where the key needs one."""
+        if token is None:
+            if principal.require_user:
+                raise user_token_error(
+                    f"the key {principal.name!r} acts for end users: send the user's token (a JWT)",
+                    code="user_token_required",
+                )
+            return principal
+        if self.users is None:
+            raise user_token_error("this gateway checks no user tokens (auth.user_tokens)")
+        scope = principal.resources
+        if scope is not None and scope.id is not None:
+            raise ApiError(
+                403,
+                f"{USER_HEADER}: the key {principal.name!r} is bound to one resource and "
+                "acts for no end users",
+                type="permission_error",
+                param=USER_HEADER,
+                code="user_token_not_accepted",
+            )
+        prefix = scope.prefix if scope is not None and scope.prefix else USER_PREFIX
+        try:
+            user = self.users.verify(token.strip(), prefix)
+        except UserTokenError as exc:
+            raise user_token_error(str(exc)) from None
+        return dataclasses.replace(
+            principal, resources=ResourceScope(id=prefix + user.subject), expires_at=user.expires_at
+        )
 
 
 def actor(request: web.Request) -> str:
@@ -251,6 +392,11 @@ async def authorize(request: web.Request, handler: Handler) -> web.StreamRespons
                 type="permission_error",
                 code="agent_not_allowed",
             )
+            return _refuse(request, access, error, principal.name)
+    if _binds_users(path):
+        try:
+            principal = keys.bind_user(principal, request.headers.get(USER_HEADER))
+        except ApiError as error:
             return _refuse(request, access, error, principal.name)
     request[PRINCIPAL] = principal
     return await handler(request)
