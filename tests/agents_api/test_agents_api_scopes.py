@@ -60,7 +60,8 @@ async def test_a_request_without_a_key_is_a_401(tmp_path) -> None:
 
 
 @pytest.mark.parametrize(
-    "path", ["/api/v1/threads?resource_id=u1", "/api/v1/threads/t1?resource_id=u1", "/api/v1/runs/r-1"]
+    "path",
+    ["/api/v1/threads?resource_id=u1", "/api/v1/threads/t1?resource_id=u1", "/api/v1/runs/r-1"],
 )
 async def test_an_app_key_bound_to_no_resource_reads_no_threads_or_runs(tmp_path, path) -> None:
     async with serve(tmp_path) as served:
