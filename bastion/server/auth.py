@@ -35,27 +35,25 @@ Refused attempts under /api/v1/ go to the audit log.
 
 from __future__ import annotations
 
-import dataclasses
 import enum
 import hashlib
 import hmac
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping
 from urllib.parse import unquote
 
 import structlog
 from aiohttp import web
+from multidict import CIMultiDictProxy
 
-from bastion.config.identity import ResourceBinding
 from bastion.config.schema import AuthSettings
 from bastion.server.audit import AuditEntry, AuditLog
-from bastion.server.errors import ApiError, invalid
+from bastion.server.errors import ApiError
 from bastion.server.identity import (
     USER_HEADER,
-    USER_PREFIX,
-    ResourceScope,
-    UserTokenError,
+    Principal,
     UserTokens,
+    bind_user,
+    user_token_error,
 )
 from bastion.server.keys import GATEWAY, PRINCIPAL
 from bastion.server.limits import RateLimits
@@ -81,98 +79,6 @@ _OPEN = frozenset({("GET", "/api/v1/health"), ("HEAD", "/api/v1/health")})
 _READS = frozenset({"GET", "HEAD"})
 # The routes whose requests name resources, where a user's token binds the caller.
 _BOUND = ("/api/v1/agents", "/api/v1/threads", "/api/v1/runs")
-
-
-@dataclass(frozen=True, slots=True)
-class Principal:
-    """An authenticated caller. `models`/`agents` of None mean every one (see
-    `Principal.scoped` for how a key's scopes become these). `resources` of None: the
-    key is bound to no resource (an admin key sees them all). `expires_at`: when the
-    user token the caller is bound by stops being good (epoch seconds)."""
-
-    name: str
-    admin: bool = False
-    models: frozenset[str] | None = None
-    agents: frozenset[str] | None = None
-    resources: ResourceScope | None = None
-    require_user: bool = False
-    expires_at: float | None = None
-
-    @classmethod
-    def scoped(
-        cls,
-        name: str,
-        admin: bool,
-        models: Sequence[str] | None,
-        agents: Sequence[str] | None,
-        *,
-        resources: ResourceBinding | None = None,
-        require_user: bool = False,
-    ) -> Principal:
-        """The principal of a key with these scopes (None: the key does not name it).
-        Least privilege: once a key names one scope, a scope it leaves out grants
-        nothing; only a key naming neither may use everything."""
-        scope = ResourceScope(resources.id, resources.prefix) if resources else None
-        if models is None and agents is None:
-            return cls(name, admin, resources=scope, require_user=require_user)
-        return cls(
-            name,
-            admin,
-            frozenset(models or ()),
-            frozenset(agents or ()),
-            resources=scope,
-            require_user=require_user,
-        )
-
-    def may_use_model(self, model: str) -> bool:
-        return self.models is None or model in self.models
-
-    def may_use_agent(self, agent: str) -> bool:
-        return self.agents is None or agent in self.agents
-
-    @property
-    def sees_every_resource(self) -> bool:
-        """An admin key that no user's token binds."""
-        return self.admin and self.resources is None
-
-    def resource_for(self, requested: str | None) -> str | None:
-        """The resource a request acts on: `requested` if the caller may touch it, the
-        caller's one resource if it named none; ApiError (403 `resource_not_allowed`,
-        400 when a resource must be named) otherwise. An unbound key gets `requested`."""
-        scope = self.resources
-        if scope is None:
-            return requested
-        if requested is None:
-            if scope.id is not None:
-                return scope.id
-            raise invalid("resource_id", f"is required: the key may use {scope.describe()}")
-        if not scope.allows(requested):
-            raise ApiError(
-                403,
-                f"resource_id: the key {self.name!r} may not use the resource {requested!r} "
-                f"(it may use {scope.describe()})",
-                type="permission_error",
-                param="resource_id",
-                code="resource_not_allowed",
-            )
-        return requested
-
-    def check_fresh(self, now: float) -> None:
-        """ApiError(401) once the user token the caller is bound by has expired: a
-        WebSocket outlives the token it was opened with."""
-        if self.expires_at is not None and now >= self.expires_at:
-            raise user_token_error("the token has expired")
-
-
-def user_token_error(reason: str, code: str = "invalid_user_token") -> ApiError:
-    """401 naming the user header and why; never the token."""
-    return ApiError(
-        401,
-        f"{USER_HEADER}: {reason}",
-        type="authentication_error",
-        param=USER_HEADER,
-        code=code,
-    )
 
 
 class Access(enum.Enum):
@@ -241,6 +147,15 @@ def presented_key(headers: Mapping[str, str]) -> str | None:
     return token
 
 
+def _user_token(headers: CIMultiDictProxy[str]) -> str | None:
+    """The one user token a request sends. Two are refused: a proxy in front might
+    pass on either, and the one judged must be the one acted on."""
+    tokens = headers.getall(USER_HEADER, [])
+    if len(tokens) > 1:
+        raise user_token_error("send one token, not several")
+    return tokens[0] if tokens else None
+
+
 def _digest(key: str) -> bytes:
     return hashlib.sha256(key.encode("ascii")).digest()
 
@@ -301,35 +216,8 @@ class KeyRing:
         return found
 
     def bind_user(self, principal: Principal, token: str | None) -> Principal:
-        """`principal` bound to the user whose token was sent, if one was; ApiError
-        (401 naming the header) for a bad token, or none where the key needs one."""
-        if token is None:
-            if principal.require_user:
-                raise user_token_error(
-                    f"the key {principal.name!r} acts for end users: send the user's token (a JWT)",
-                    code="user_token_required",
-                )
-            return principal
-        if self.users is None:
-            raise user_token_error("this gateway checks no user tokens (auth.user_tokens)")
-        scope = principal.resources
-        if scope is not None and scope.id is not None:
-            raise ApiError(
-                403,
-                f"{USER_HEADER}: the key {principal.name!r} is bound to one resource and "
-                "acts for no end users",
-                type="permission_error",
-                param=USER_HEADER,
-                code="user_token_not_accepted",
-            )
-        prefix = scope.prefix if scope is not None and scope.prefix else USER_PREFIX
-        try:
-            user = self.users.verify(token.strip(), prefix)
-        except UserTokenError as exc:
-            raise user_token_error(str(exc)) from None
-        return dataclasses.replace(
-            principal, resources=ResourceScope(id=prefix + user.subject), expires_at=user.expires_at
-        )
+        """`principal` bound to the user whose token was sent (see `identity.bind_user`)."""
+        return bind_user(principal, self.users, token)
 
 
 def actor(request: web.Request) -> str:
@@ -395,7 +283,7 @@ async def authorize(request: web.Request, handler: Handler) -> web.StreamRespons
             return _refuse(request, access, error, principal.name)
     if _binds_users(path):
         try:
-            principal = keys.bind_user(principal, request.headers.get(USER_HEADER))
+            principal = keys.bind_user(principal, _user_token(request.headers))
         except ApiError as error:
             return _refuse(request, access, error, principal.name)
     request[PRINCIPAL] = principal
