@@ -27,7 +27,11 @@ CHECKS = [
     response_schema_conformance,
 ]
 _CONFIG = schemathesis.Config.from_dict(
-    {"output": {"sanitization": {"keys-to-sanitize": ["authorization", "x-api-key"]}}}
+    {
+        "output": {
+            "sanitization": {"keys-to-sanitize": ["authorization", "x-api-key", "x-bastion-user"]}
+        }
+    }
 )
 schema = schemathesis.openapi.from_dict(build_document(), config=_CONFIG).include(
     tag_regex="agents|memory"
