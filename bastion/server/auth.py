@@ -186,6 +186,16 @@ class KeyRing:
             for k in (auth.keys if auth else ())
         )
         users = UserTokens(auth.user_tokens) if auth and auth.user_tokens else None
+        if users is not None:
+            for _, principal in entries:
+                bound = principal.resources is not None or principal.require_user
+                if not bound and not principal.admin:
+                    # Said at every (re)load: such a key may name a user's resource.
+                    _log.warning(
+                        "a key is bound to no resources: it may name any resource_id, "
+                        "end users' included (set resources or require_user)",
+                        key=principal.name,
+                    )
         if not entries:
             # Built at startup and on each reload: an open gateway says so every time.
             _log.warning(
@@ -281,7 +291,7 @@ async def authorize(request: web.Request, handler: Handler) -> web.StreamRespons
                 code="agent_not_allowed",
             )
             return _refuse(request, access, error, principal.name)
-    if _binds_users(path):
+    if access is not Access.KEY and _binds_users(path):  # never on the chat hot path
         try:
             principal = keys.bind_user(principal, _user_token(request.headers))
         except ApiError as error:

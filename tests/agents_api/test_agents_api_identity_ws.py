@@ -12,6 +12,7 @@ from agents_api_support import ADMIN, bearer, error_of, serve
 from hypothesis import given
 from hypothesis import strategies as st
 from identity_support import SECRET, TENANT_A, USERS, as_user, bound_auth, token, user_tokens
+from structlog.testing import capture_logs
 
 from bastion.config.identity import UserTokenSettings
 from bastion.config.sections import AuthSettings
@@ -138,3 +139,11 @@ def test_every_printable_subject_binds_to_its_own_resource(subject: str) -> None
     signed_by_another = token(subject, key=SECRET[::-1])
     with pytest.raises(UserTokenError):
         _VERIFIER.verify(signed_by_another, "tenant-a/")
+
+
+def test_with_user_tokens_the_gateway_warns_of_each_app_key_bound_to_nothing() -> None:
+    with capture_logs() as logs:
+        KeyRing.from_settings(AuthSettings.model_validate(bound_auth()))
+
+    warned = [e["key"] for e in logs if "bound to no resources" in e["event"]]
+    assert warned == ["loose"]
