@@ -69,7 +69,7 @@ def test_a_body_that_is_not_an_object_is_a_400(http: httpx.Client) -> None:
         ({"messages": [{"role": "user"}]}, "messages[0].content"),
         (
             {"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {}}]}]},
-            "messages[0].content[0].type",
+            "messages[0].content[0].image_url.url",
         ),
         ({"messages": [{"role": "tool", "content": "42"}]}, "messages[0].tool_call_id"),
         ({"stream": "yes"}, "stream"),
