@@ -33,7 +33,15 @@ from bastion import Endpoint, Router, RouterOptions
 from bastion.agents import Agent
 from bastion.durable import DurableEngine
 from bench._common import machine
-from bench.agent_turn import ENDPOINT, FINAL, INSTRUCTIONS, PROMPT, ToolCalls, make_tool, scripted_model
+from bench.agent_turn import (
+    ENDPOINT,
+    FINAL,
+    INSTRUCTIONS,
+    PROMPT,
+    ToolCalls,
+    make_tool,
+    scripted_model,
+)
 
 GOAL_US = 1000.0  # CPU a durable turn may spend beyond the same turn without durability
 PLAIN, DURABLE = "not durable", "durable"
@@ -89,7 +97,7 @@ async def bench(args: argparse.Namespace) -> None:
                 for name in order:
                     samples[name].append(await measure(rows[name], args.turns, args.warmup))
         finally:
-            engine.close()
+            await engine.close()
     report(args, samples, database)
 
 

@@ -168,13 +168,14 @@ class DurableEngine:
         handles = await asyncio.to_thread(DBOS._recover_pending_workflows, list(executor_ids))
         return [h.get_workflow_id() for h in handles]
 
-    def close(self) -> None:
-        """Shut DBOS down; runs in flight stay pending, to resume at the next launch."""
+    async def close(self) -> None:
+        """Shut DBOS down; runs in flight stay pending, to resume at the next launch.
+        DBOS joins its background threads (up to a second): off the event loop."""
         global _engine
         if not self._launched:
             return
         self._launched = False
-        DBOS.destroy()
+        await asyncio.to_thread(DBOS.destroy)
         if _engine is self:
             _engine = None
 

@@ -174,7 +174,7 @@ class AgentHost:
         engine, self.engine = self.engine, None
         if engine is not None:
             # Before the store: runs still in flight stay pending, to resume later.
-            engine.close()
+            await engine.close()
         memory, self.memory = self.memory, None
         store, self.store = self.store, None
         self.agents = {}
