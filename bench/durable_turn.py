@@ -106,8 +106,9 @@ def report(
 ) -> None:
     kind = database.split(":", 1)[0]
     print(f"# durability per agent turn — DBOS on {kind}")
+    database_arg = " --database <postgres>" if args.database else ""
     print(f"python -m bench.durable_turn --turns {args.turns} --rounds {args.rounds} "
-          f"--warmup {args.warmup}" + (" --database <postgres>" if args.database else ""))  # fmt: skip
+          f"--warmup {args.warmup}{database_arg}")  # fmt: skip
     for line in machine(("dbos", "sqlalchemy")):
         print(line)
     print()
