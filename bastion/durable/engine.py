@@ -24,6 +24,7 @@ change meaning.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -113,6 +114,7 @@ class DurableEngine:
         if self.database.startswith("sqlite:"):
             config["system_database_engine"] = _sqlite_engine(self.database)
         _engine = self
+        _DBOS_LOG.addFilter(_ONE_LINE)
         try:
             DBOS(config=config)
             DBOS.launch()
@@ -178,6 +180,24 @@ class DurableEngine:
         await asyncio.to_thread(DBOS.destroy)
         if _engine is self:
             _engine = None
+
+
+class _OneLine(logging.Filter):
+    """DBOS's log lines without tracebacks: a failed run is reported by Bastion (the
+    run store, the API's error), a failed launch as a ConfigError; a line names the
+    exception's type only, since its text may quote a database URL."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info is not None and record.exc_info[1] is not None:
+            record.msg = f"{record.getMessage()} {type(record.exc_info[1]).__name__}"
+            record.args = None
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+_DBOS_LOG = logging.getLogger("dbos")
+_ONE_LINE = _OneLine()
 
 
 def _sqlite_engine(url: str) -> sa.Engine:

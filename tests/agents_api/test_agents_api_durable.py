@@ -16,13 +16,19 @@ from typing import Any
 import httpx
 import pytest
 from agents_api_support import served_config
-from gateway_support import FleetProcess, GatewayProcess, Keys, bearer, wait_for
+from gateway_support import FleetProcess, GatewayProcess, Keys, bearer, free_port, wait_for
 from test_agents_api_restart import send_and_leave
 
 pytest.importorskip("dbos")
 
 HERE = Path(__file__).resolve().parent
 PATH = "/api/v1/agents/recorder/generate"
+
+
+@pytest.fixture(autouse=True)
+def importable_tools(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`bastion serve` imports `durable_tools` from this directory."""
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]))
 
 
 def durable_config(fleet: FleetProcess, tmp_path: Path) -> dict[str, Any]:
@@ -57,7 +63,6 @@ def test_a_run_killed_mid_model_call_resumes_on_restart_without_running_its_tool
 ) -> None:
     tool_log = tmp_path / "tool.log"
     monkeypatch.setenv("BASTION_TEST_TOOL_LOG", str(tool_log))
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]))
     config = durable_config(clean_fleet, tmp_path)
     run_id = f"r-{uuid.uuid4().hex[:8]}"
     clean_fleet.script("primary", {"kind": "ok", "tool_calls": [["record", {"note": "alpha"}]]})
@@ -105,7 +110,6 @@ def test_durability_off_by_default_leaves_a_killed_run_interrupted(
     clean_fleet: FleetProcess, keys: Keys, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("BASTION_TEST_TOOL_LOG", str(tmp_path / "tool.log"))
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]))
     config = durable_config(clean_fleet, tmp_path)
     del config["durability"]
     run_id = f"r-{uuid.uuid4().hex[:8]}"
@@ -126,3 +130,18 @@ def test_durability_off_by_default_leaves_a_killed_run_interrupted(
         second.stop()
     assert record is not None and record["status"] == "error"
     assert not (tmp_path / "runs.db").exists()
+
+
+def test_a_durability_database_out_of_reach_stops_the_start_in_one_line_without_secrets(
+    fleet: FleetProcess, keys: Keys, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = durable_config(fleet, tmp_path)
+    closed = free_port()  # nothing listens there
+    password = "pw-" + uuid.uuid4().hex[:8]
+    config["durability"]["database"] = f"postgresql://bastion:{password}@127.0.0.1:{closed}/x"
+    with pytest.raises(RuntimeError, match="bastion serve exited") as failed:
+        GatewayProcess(config, tmp_path, keys)
+    logs = str(failed.value)
+    assert "durability.database: cannot open postgresql://bastion:***@127.0.0.1" in logs
+    assert password not in logs
+    assert "Traceback" not in logs
