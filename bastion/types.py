@@ -29,11 +29,20 @@ class ToolCall:
 
 @dataclass(frozen=True, slots=True)
 class Message:
+    """One message of a conversation.
+
+    `parts` is the content as OpenAI content parts when it holds more than text (an
+    image, audio, a file), each a part checked at the edge and kept as sent; `content`
+    is then the text of its text parts, for everything that reads only text (token
+    estimates, logs, continuation). Without `parts` the content is `content` alone.
+    """
+
     role: Role
     content: str | None = None
     tool_calls: tuple[ToolCall, ...] = ()
     tool_call_id: str | None = None
     name: str | None = None
+    parts: tuple[Mapping[str, Any], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from pydantic import BeforeValidator, Field, SecretStr, field_validator, model_validator
 
 from bastion.config.errors import FieldError
+from bastion.config.identity import ResourceBinding, UserTokenSettings
 from bastion.config.trust import TrustSettings
 from bastion.resilience.settings import (
     Count,
@@ -70,6 +71,10 @@ class KeyConfig(Frozen):
     other, absent, grants nothing); a key naming neither may use everything. `admin`
     opens the control plane. Limits are per minute and per process.
 
+    `resources` binds a key to the resources (thread owners) it may touch, and
+    `require_user` makes it send an end user's token (`x-bastion-user`) on the agents'
+    and the threads' routes; an admin key sees every resource and takes neither.
+
     The key is a `SecretStr`: reprs and dumps of the config (logs, a config endpoint)
     show asterisks, never the key."""
 
@@ -78,6 +83,8 @@ class KeyConfig(Frozen):
     models: tuple[str, ...] | None = None
     agents: tuple[str, ...] | None = None
     admin: Flag = False
+    resources: ResourceBinding | None = None
+    require_user: Flag = False
     requests_per_minute: PerMinute = None
     tokens_per_minute: PerMinute = None
 
@@ -94,11 +101,41 @@ class KeyConfig(Frozen):
             raise ValueError("a key may contain only visible ASCII characters, no spaces")
         return value
 
+    @model_validator(mode="after")
+    def _binding(self) -> KeyConfig:
+        if self.admin and self.resources is not None:
+            raise FieldError(("resources",), "an admin key sees every resource: bind app keys")
+        if self.admin and self.require_user:
+            raise FieldError(("require_user",), "an admin key sees every resource: bind app keys")
+        if self.require_user and self.resources is not None and self.resources.id is not None:
+            raise FieldError(
+                ("require_user",),
+                "a key bound to one resource id has no users to tell apart: bind it to a "
+                "prefix, under which each user's resource is <prefix><subject>",
+            )
+        return self
+
 
 class AuthSettings(Frozen):
-    """API keys for the gateway's clients. With none, the gateway is open."""
+    """API keys for the gateway's clients. With none, the gateway is open.
+    `user_tokens` checks end users' tokens, for the keys that carry them."""
 
     keys: tuple[KeyConfig, ...] = ()
+    user_tokens: UserTokenSettings | None = None
+
+    @model_validator(mode="after")
+    def _users(self) -> AuthSettings:
+        if self.user_tokens is not None and not self.keys:
+            raise FieldError(
+                ("user_tokens",), "user tokens bind a key's callers: configure auth.keys too"
+            )
+        for index, key in enumerate(self.keys):
+            if key.require_user and self.user_tokens is None:
+                raise FieldError(
+                    ("keys", index, "require_user"),
+                    "needs auth.user_tokens: how the users' tokens are checked",
+                )
+        return self
 
     @model_validator(mode="after")
     def _unique(self) -> AuthSettings:

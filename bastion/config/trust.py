@@ -165,7 +165,8 @@ def _url_password_literal(value: Any) -> bool:
 def literal_secrets(data: Mapping[str, Any]) -> Iterator[Loc]:
     """Where the document holds a secret as written rather than as `${VAR}`: an
     endpoint's `api_key`, a credential header or a proxy password; a client key
-    (`auth.keys[].key`); a password in `memory.store`."""
+    (`auth.keys[].key`) or the users' token secret (`auth.user_tokens.secret`); a
+    password in `memory.store`."""
     for index, endpoint in _items(data, "endpoints"):
         loc: Loc = ("endpoints", index)
         api_key = endpoint.get("api_key")
@@ -189,6 +190,11 @@ def literal_secrets(data: Mapping[str, Any]) -> Iterator[Loc]:
     for index, key in _items(data, "auth", "keys"):
         if key.get("key") is not None and not _has_reference(key.get("key")):
             yield ("auth", "keys", index, "key")
+    auth = data.get("auth")
+    tokens = auth.get("user_tokens") if isinstance(auth, Mapping) else None
+    secret = tokens.get("secret") if isinstance(tokens, Mapping) else None
+    if secret is not None and not _has_reference(secret):
+        yield ("auth", "user_tokens", "secret")
     memory = data.get("memory")
     if isinstance(memory, Mapping) and _url_password_literal(memory.get("store")):
         yield ("memory", "store")

@@ -35,6 +35,8 @@ def encode_message(message: Message) -> bytes:
         doc["tool_call_id"] = message.tool_call_id
     if message.name is not None:
         doc["name"] = message.name
+    if message.parts:
+        doc["parts"] = list(message.parts)
     return orjson.dumps(doc)
 
 
@@ -55,9 +57,16 @@ def decode_message(data: bytes | str) -> Message:
             tool_calls=calls,
             tool_call_id=_opt_str(doc.get("tool_call_id")),
             name=_opt_str(doc.get("name")),
+            parts=_parts(doc.get("parts", [])),
         )
     except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
         raise CorruptRecord(f"stored message does not decode: {exc}") from exc
+
+
+def _parts(value: Any) -> tuple[Mapping[str, Any], ...]:
+    if not isinstance(value, list) or not all(isinstance(p, dict) for p in value):
+        raise ValueError("parts must be a list of objects")
+    return tuple(value)
 
 
 def dumps(doc: Mapping[str, Any] | None) -> str:

@@ -82,7 +82,7 @@ def request_body(endpoint: Endpoint, request: ChatRequest, *, stream: bool) -> P
             result = {
                 "type": "tool_result",
                 "tool_use_id": m.tool_call_id or "",
-                "content": m.content or "",
+                "content": _content(m, endpoint),
             }
             last = messages[-1] if messages else None
             if last is not None and last["role"] == "user" and _all_tool_results(last):
@@ -92,7 +92,7 @@ def request_body(endpoint: Endpoint, request: ChatRequest, *, stream: bool) -> P
         elif m.role == "assistant":
             messages.append(_assistant(m, endpoint))
         else:
-            messages.append({"role": "user", "content": m.content or ""})
+            messages.append({"role": "user", "content": _content(m, endpoint)})
     strip_leading = _trim_prefill(messages)
 
     body: dict[str, Any] = {k: v for k, v in request.extra.items() if k in PASSTHROUGH}
@@ -100,7 +100,10 @@ def request_body(endpoint: Endpoint, request: ChatRequest, *, stream: bool) -> P
     if stop and "stop_sequences" not in body:
         body["stop_sequences"] = [stop] if isinstance(stop, str) else list(stop)
     body["model"] = endpoint.model
-    body["max_tokens"] = request.max_tokens or DEFAULT_MAX_TOKENS
+    newer = request.extra.get("max_completion_tokens")  # OpenAI's newer name for it
+    body["max_tokens"] = (
+        request.max_tokens or (newer if isinstance(newer, int) else None) or DEFAULT_MAX_TOKENS
+    )
     body["messages"] = messages
     if system:
         body["system"] = "\n\n".join(system)
@@ -136,6 +139,41 @@ def tool_choice(choice: str | Mapping[str, Any] | None) -> dict[str, Any] | None
     if kind in ("auto", "any", "none", "tool"):  # already in Anthropic's form
         return dict(choice)
     return None
+
+
+def _content(m: Message, endpoint: Endpoint) -> str | list[dict[str, Any]]:
+    """A user or tool message's content: its text, or Anthropic's blocks for its parts."""
+    if not m.parts:
+        return m.content or ""
+    return [_block(part, endpoint) for part in m.parts]
+
+
+def _block(part: Mapping[str, Any], endpoint: Endpoint) -> dict[str, Any]:
+    kind = part.get("type")
+    if kind == "text":
+        return {"type": "text", "text": part.get("text", "")}
+    if kind == "image_url":
+        return {"type": "image", "source": _source(part["image_url"]["url"])}
+    file = part.get("file") if kind == "file" else None
+    data = file.get("file_data") if isinstance(file, Mapping) else None
+    if isinstance(data, str) and data.startswith("data:application/pdf;base64,"):
+        return {"type": "document", "source": _source(data)}
+    # Audio, a file by id, or a file that is not a PDF: nothing Anthropic takes. The
+    # request is the caller's to change, not a fault of this endpoint.
+    raise UpstreamError(
+        ErrorKind.INVALID_REQUEST,
+        f"a {kind} content part cannot be sent to an Anthropic model "
+        "(it takes text, images and PDF files)",
+        endpoint=endpoint.id,
+    )
+
+
+def _source(url: str) -> dict[str, Any]:
+    """An image or document source: a `data:` URL's bytes, or the URL itself."""
+    if url.startswith("data:"):
+        media_type, _, data = url[len("data:") :].partition(";base64,")
+        return {"type": "base64", "media_type": media_type, "data": data}
+    return {"type": "url", "url": url}
 
 
 def _assistant(m: Message, endpoint: Endpoint) -> dict[str, Any]:

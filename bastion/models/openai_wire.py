@@ -90,6 +90,8 @@ def message_json(message: Message) -> dict[str, Any]:
         ]
     else:
         out["content"] = message.content if message.content is not None else ""
+    if message.parts:
+        out["content"] = list(message.parts)
     if message.tool_call_id is not None:
         out["tool_call_id"] = message.tool_call_id
     if message.name is not None:

@@ -12,6 +12,8 @@ What a path needs (`required_access`):
 
 - `GET /api/v1/health`: nothing (load balancers probe it without a key).
 - `/api/v1/agents/{name}/...`: a key whose `agents` scope has `name`.
+- `GET /api/v1/threads`, `/api/v1/threads/{id}`, `/api/v1/runs/{id}`: a key; the
+  handlers show an app key only its own resources' (an admin key sees them all).
 - every other path under `/api/v1/`, and `/dashboard`: an admin key (the control plane).
 - everything else (`/v1/*`, `/openapi.json`, unknown paths): a key. The `models` scope is
   checked where the model is known, in the OpenAI handlers.
@@ -21,8 +23,14 @@ only what it names, so a key with `models: [chat]` and no `agents` may use no ag
 agent calls models of its own, which the key may be refused). A key naming neither
 scope may use every model and every agent.
 
+Resources (who owns a thread) are bound to the caller: a key may be limited to one
+resource or a prefix (`resources`), and on the agents' and the threads' routes an
+`x-bastion-user` token (see `identity`) binds the request to that user's resource; a
+bad token is a 401 naming the header, and so is its absence from a key that
+`require_user`s one. `Principal.resource_for` judges the `resource_id` a request names.
+
 With no keys configured the gateway is open and requests carry no principal.
-Refused control-plane attempts go to the audit log.
+Refused attempts under /api/v1/ go to the audit log.
 """
 
 from __future__ import annotations
@@ -30,16 +38,23 @@ from __future__ import annotations
 import enum
 import hashlib
 import hmac
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping
 from urllib.parse import unquote
 
 import structlog
 from aiohttp import web
+from multidict import CIMultiDictProxy
 
 from bastion.config.schema import AuthSettings
 from bastion.server.audit import AuditEntry, AuditLog
 from bastion.server.errors import ApiError
+from bastion.server.identity import (
+    USER_HEADER,
+    Principal,
+    UserTokens,
+    bind_user,
+    user_token_error,
+)
 from bastion.server.keys import GATEWAY, PRINCIPAL
 from bastion.server.limits import RateLimits
 
@@ -61,38 +76,9 @@ _log = structlog.get_logger("bastion.server")
 _CONTROL = "/api/v1/"
 _AGENTS = "/api/v1/agents"
 _OPEN = frozenset({("GET", "/api/v1/health"), ("HEAD", "/api/v1/health")})
-
-
-@dataclass(frozen=True, slots=True)
-class Principal:
-    """An authenticated caller. `models`/`agents` of None mean every one (see
-    `Principal.scoped` for how a key's scopes become these)."""
-
-    name: str
-    admin: bool = False
-    models: frozenset[str] | None = None
-    agents: frozenset[str] | None = None
-
-    @classmethod
-    def scoped(
-        cls,
-        name: str,
-        admin: bool,
-        models: Sequence[str] | None,
-        agents: Sequence[str] | None,
-    ) -> Principal:
-        """The principal of a key with these scopes (None: the key does not name it).
-        Least privilege: once a key names one scope, a scope it leaves out grants
-        nothing; only a key naming neither may use everything."""
-        if models is None and agents is None:
-            return cls(name, admin)
-        return cls(name, admin, frozenset(models or ()), frozenset(agents or ()))
-
-    def may_use_model(self, model: str) -> bool:
-        return self.models is None or model in self.models
-
-    def may_use_agent(self, agent: str) -> bool:
-        return self.agents is None or agent in self.agents
+_READS = frozenset({"GET", "HEAD"})
+# The routes whose requests name resources, where a user's token binds the caller.
+_BOUND = ("/api/v1/agents", "/api/v1/threads", "/api/v1/runs")
 
 
 class Access(enum.Enum):
@@ -101,6 +87,7 @@ class Access(enum.Enum):
     OPEN = "open"
     KEY = "key"
     AGENT = "agent"
+    RESOURCE = "resource"  # a key; the handler shows it only its resources
     ADMIN = "admin"
 
 
@@ -111,9 +98,27 @@ def required_access(method: str, path: str) -> Access:
         return Access.OPEN
     if path == _AGENTS or path.startswith(_AGENTS + "/"):
         return Access.AGENT
+    if method in _READS and _is_read_of_memory(path):
+        return Access.RESOURCE
     if path.startswith(_CONTROL) or path == "/dashboard" or path.startswith("/dashboard/"):
         return Access.ADMIN
     return Access.KEY
+
+
+def _is_read_of_memory(path: str) -> bool:
+    """`/api/v1/threads`, `/api/v1/threads/{id}` or `/api/v1/runs/{id}` (one segment:
+    the router matches a path as `path_safe` gives it, `%2F` still encoded)."""
+    if path == "/api/v1/threads":
+        return True
+    for base in ("/api/v1/threads/", "/api/v1/runs/"):
+        if path.startswith(base):
+            rest = path[len(base) :]
+            return bool(rest) and "/" not in rest
+    return False
+
+
+def _binds_users(path: str) -> bool:
+    return any(path == base or path.startswith(base + "/") for base in _BOUND)
 
 
 def _agent_of(path: str) -> str | None:
@@ -142,6 +147,15 @@ def presented_key(headers: Mapping[str, str]) -> str | None:
     return token
 
 
+def _user_token(headers: CIMultiDictProxy[str]) -> str | None:
+    """The one user token a request sends. Two are refused: a proxy in front might
+    pass on either, and the one judged must be the one acted on."""
+    tokens = headers.getall(USER_HEADER, [])
+    if len(tokens) > 1:
+        raise user_token_error("send one token, not several")
+    return tokens[0] if tokens else None
+
+
 def _digest(key: str) -> bytes:
     return hashlib.sha256(key.encode("ascii")).digest()
 
@@ -149,25 +163,46 @@ def _digest(key: str) -> bytes:
 class KeyRing:
     """The configured keys, as digests, each with the principal it stands for."""
 
-    def __init__(self, entries: tuple[tuple[bytes, Principal], ...]) -> None:
+    def __init__(
+        self, entries: tuple[tuple[bytes, Principal], ...], users: UserTokens | None = None
+    ) -> None:
         self._entries = entries
+        self.users = users
 
     @classmethod
     def from_settings(cls, auth: AuthSettings | None) -> KeyRing:
         entries = tuple(
             (
                 _digest(k.key.get_secret_value()),
-                Principal.scoped(k.name, k.admin, k.models, k.agents),
+                Principal.scoped(
+                    k.name,
+                    k.admin,
+                    k.models,
+                    k.agents,
+                    resources=k.resources,
+                    require_user=k.require_user,
+                ),
             )
             for k in (auth.keys if auth else ())
         )
+        users = UserTokens(auth.user_tokens) if auth and auth.user_tokens else None
+        if users is not None:
+            for _, principal in entries:
+                bound = principal.resources is not None or principal.require_user
+                if not bound and not principal.admin:
+                    # Said at every (re)load: such a key may name a user's resource.
+                    _log.warning(
+                        "a key is bound to no resources: it may name any resource_id, "
+                        "end users' included (set resources or require_user)",
+                        key=principal.name,
+                    )
         if not entries:
             # Built at startup and on each reload: an open gateway says so every time.
             _log.warning(
                 "the gateway runs without API keys: anyone who can reach it may use it "
                 "and its control plane (set auth.keys to require keys)"
             )
-        return cls(entries)
+        return cls(entries, users)
 
     @property
     def enabled(self) -> bool:
@@ -189,6 +224,10 @@ class KeyRing:
             if hmac.compare_digest(known, digest):
                 found = principal
         return found
+
+    def bind_user(self, principal: Principal, token: str | None) -> Principal:
+        """`principal` bound to the user whose token was sent (see `identity.bind_user`)."""
+        return bind_user(principal, self.users, token)
 
 
 def actor(request: web.Request) -> str:
@@ -251,6 +290,11 @@ async def authorize(request: web.Request, handler: Handler) -> web.StreamRespons
                 type="permission_error",
                 code="agent_not_allowed",
             )
+            return _refuse(request, access, error, principal.name)
+    if access is not Access.KEY and _binds_users(path):  # never on the chat hot path
+        try:
+            principal = keys.bind_user(principal, _user_token(request.headers))
+        except ApiError as error:
             return _refuse(request, access, error, principal.name)
     request[PRINCIPAL] = principal
     return await handler(request)

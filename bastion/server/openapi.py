@@ -73,7 +73,11 @@ def build_document() -> Schema:
             {"name": "openai", "description": "OpenAI-compatible: the SDKs work unchanged."},
             {"name": "control", "description": "The control plane: admin keys."},
             {"name": "agents", "description": "The config's agents: keys with their scope."},
-            {"name": "memory", "description": "Agents' threads and runs: admin keys."},
+            {
+                "name": "memory",
+                "description": "Agents' threads and runs: an admin key reads all, an app "
+                "key those of the resources it is bound to.",
+            },
         ],
         "paths": _paths(),
         "components": {

@@ -28,6 +28,7 @@ ADMIN = "admin-key-0123456789"
 APP = "app-key-0123456789"  # support and failover
 NARROW = "narrow-key-0123456789"  # support only
 NONE = "none-key-0123456789"  # no agent at all
+BOUND = "bound-key-0123456789"  # the served gateway's key of one resource
 
 TOOLS = ["bastion.demo.tools:lookup_order", "bastion.demo.tools:get_time"]
 ORDER_42 = '{"order_id": "42", "status": "shipped", "carrier": "DHL", "eta_days": 2}'
@@ -82,7 +83,8 @@ def auth_section(admin: str, app: str, narrow: str, none: str) -> dict[str, Any]
 def served_config(fleet: FleetProcess, store: Path) -> dict:
     """The gateway suite's config (chat: primary → secondary, fast retries, breakers
     out of reach) with the agents, their memory, and keys scoped to agents: `app` may
-    use both agents, `other` only `support`."""
+    use both agents, `other` only `support`, and `bound` only `support` on the one
+    resource `bound-user`."""
     return gateway_config(
         fleet,
         memory={"store": f"sqlite:///{store}"},
@@ -92,6 +94,12 @@ def served_config(fleet: FleetProcess, store: Path) -> dict:
                 {"key": "${BASTION_ADMIN_KEY}", "name": "ops", "admin": True},
                 {"key": "${BASTION_APP_KEY}", "name": "app", "agents": ["support", "failover"]},
                 {"key": "${BASTION_OTHER_KEY}", "name": "other", "agents": ["support"]},
+                {
+                    "key": secret("BASTION_BOUND_KEY", BOUND),
+                    "name": "bound",
+                    "agents": ["support"],
+                    "resources": {"id": "bound-user"},
+                },
             ]
         },
     )

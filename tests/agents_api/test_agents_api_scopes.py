@@ -1,5 +1,6 @@
-"""Keys' agent scopes: a key lists and runs only the agents it names; threads and runs
-are the control plane's (admin keys)."""
+"""Keys' agent scopes: a key lists and runs only the agents it names; an app key reads
+threads and runs only of the resources it is bound to (see test_agents_api_identity),
+and deletes none."""
 
 from __future__ import annotations
 
@@ -58,10 +59,22 @@ async def test_a_request_without_a_key_is_a_401(tmp_path) -> None:
         assert response.status == 401
 
 
-@pytest.mark.parametrize("path", ["/api/v1/threads?resource_id=u1", "/api/v1/runs/r-1"])
-async def test_threads_and_runs_need_an_admin_key(tmp_path, path) -> None:
+@pytest.mark.parametrize(
+    "path",
+    ["/api/v1/threads?resource_id=u1", "/api/v1/threads/t1?resource_id=u1", "/api/v1/runs/r-1"],
+)
+async def test_an_app_key_bound_to_no_resource_reads_no_threads_or_runs(tmp_path, path) -> None:
     async with serve(tmp_path) as served:
         response = await served.client.get(path, headers=bearer(APP))
+
+        assert response.status == 403
+        assert (await error_of(response))["code"] == "resource_not_allowed"
+
+
+async def test_deleting_a_thread_needs_an_admin_key(tmp_path) -> None:
+    auth = {"keys": [{"key": APP, "name": "app", "resources": {"id": "u1"}}]}
+    async with serve(tmp_path, auth=auth) as served:
+        response = await served.delete("/api/v1/threads/t1", key=APP, resource_id="u1")
 
         assert response.status == 403
         assert (await error_of(response))["code"] == "admin_required"

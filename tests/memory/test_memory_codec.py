@@ -21,6 +21,14 @@ def test_a_plain_message_is_stored_without_its_defaults():
         Message("assistant", None, (ToolCall("a", "f", "{}"), ToolCall("b", "g", '{"x":1}'))),
         Message("tool", "42", tool_call_id="a", name="f"),
         Message("system", "ünïcödé \u2028 \x00"),
+        Message(
+            "user",
+            "what is this?",
+            parts=(
+                {"type": "text", "text": "what is this?"},
+                {"type": "image_url", "image_url": {"url": "https://example.com/a.png"}},
+            ),
+        ),
     ],
 )
 def test_every_field_round_trips(message):
@@ -41,6 +49,8 @@ def test_a_message_with_an_unknown_role_is_refused_before_any_write():
         b'{"role": "wizard"}',
         b'{"role": "user", "content": 5}',
         b'{"role": "assistant", "tool_calls": [{"id": "a"}]}',
+        b'{"role": "user", "content": "x", "parts": "an image"}',
+        b'{"role": "user", "content": "x", "parts": [1]}',
     ],
 )
 def test_a_row_that_is_not_a_message_raises_corrupt_record(stored):

@@ -287,3 +287,58 @@ async def test_own_session_is_closed_by_aclose(upstream) -> None:
     await model.aclose()
     with pytest.raises(RuntimeError, match="closed"):
         await model.complete(chat("hi"))
+
+
+PNG = "data:image/png;base64,iVBORw0KGgo="
+
+
+async def test_images_and_pdfs_become_anthropic_blocks(upstream, model) -> None:
+    upstream.on(PATH, upstream.json(200, ANSWER))
+    parts = (
+        {"type": "text", "text": "Compare these."},
+        {"type": "image_url", "image_url": {"url": PNG}},
+        {"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}},
+        {"type": "file", "file": {"file_data": "data:application/pdf;base64,JVBE"}},
+    )
+    await model.complete(ChatRequest((Message("user", "Compare these.", parts=parts),)))
+    assert upstream.last.body["messages"] == [
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": "Compare these."},
+                {
+                    "type": "image",
+                    "source": {"type": "base64", "media_type": "image/png", "data": "iVBORw0KGgo="},
+                },
+                {"type": "image", "source": {"type": "url", "url": "https://example.com/cat.png"}},
+                {
+                    "type": "document",
+                    "source": {"type": "base64", "media_type": "application/pdf", "data": "JVBE"},
+                },
+            ],
+        }
+    ]
+
+
+@pytest.mark.parametrize(
+    "part",
+    [
+        {"type": "input_audio", "input_audio": {"data": "UklGRg==", "format": "wav"}},
+        {"type": "file", "file": {"file_id": "file-1"}},
+    ],
+)
+async def test_a_part_anthropic_cannot_take_is_the_callers_request_to_change(
+    upstream, model, part
+) -> None:
+    with pytest.raises(UpstreamError) as refused:
+        await model.complete(ChatRequest((Message("user", "", parts=(part,)),)))
+    assert refused.value.kind is ErrorKind.INVALID_REQUEST
+    assert part["type"] in refused.value.message
+    assert upstream.requests == []
+
+
+async def test_max_completion_tokens_is_the_limit_anthropic_gets(upstream, model) -> None:
+    upstream.on(PATH, upstream.json(200, ANSWER))
+    await model.complete(ChatRequest((Message("user", "hi"),), extra={"max_completion_tokens": 50}))
+    assert upstream.last.body["max_tokens"] == 50
+    assert "max_completion_tokens" not in upstream.last.body

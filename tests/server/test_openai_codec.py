@@ -86,9 +86,15 @@ def test_full_conversation_with_tools_parses():
         (body(messages=[{"role": "user", "content": 5}]), "messages[0].content"),
         (
             body(messages=[{"role": "user", "content": [{"type": "image_url"}]}]),
+            "messages[0].content[0].image_url",
+        ),
+        (
+            body(messages=[{"role": "user", "content": [{"type": "video"}]}]),
             "messages[0].content[0].type",
         ),
         (body(messages=[{"role": "tool", "content": "x"}]), "messages[0].tool_call_id"),
+        (body(max_completion_tokens=0), "max_completion_tokens"),
+        (body(max_completion_tokens="9"), "max_completion_tokens"),
         (body(stream="yes"), "stream"),
         (body(temperature=3), "temperature"),
         (body(temperature=True), "temperature"),
@@ -218,3 +224,9 @@ def test_role_of_the_wrong_type_is_a_400_not_a_crash(role):
     with pytest.raises(ApiError) as caught:
         parse_chat(body(messages=[{"role": role, "content": "x"}]))
     assert caught.value.param == "messages[0].role"
+
+
+def test_max_completion_tokens_goes_upstream_under_its_own_name():
+    parsed = parse_chat(body(max_completion_tokens=64))
+    assert parsed.request.max_tokens is None
+    assert parsed.request.extra == {"max_completion_tokens": 64}

@@ -6,12 +6,16 @@
     GET  /api/v1/agents/{name}/ws        WebSocket: many turns on one socket (`ws`)
 
 A run body is read and checked in full before anything runs (`codec`): a bad
-body, an unknown agent, a thread of another resource or a run id already used is a 4xx
-in OpenAI's error shape, and nothing is written. The runtime context is the body's
-`context` over the request's `x-bastion-context-<key>` headers (the body wins); it
-reaches the model selection, the instructions' `{key}` placeholders and the tools. A
-placeholder without a default whose key the context lacks is a 400 naming
-`context.<key>`, before anything runs.
+body, an unknown agent, a resource outside the key's binding (403
+`resource_not_allowed`), a thread of another resource or a run id already used is a
+4xx in OpenAI's error shape, and nothing is written. A bound key names a resource on
+every run, so that its runs can be read back; one bound to a single resource (or to a
+user by an `x-bastion-user` token) may leave `resource_id` out, and it is filled in.
+
+The runtime context is the body's `context` over the request's
+`x-bastion-context-<key>` headers (the body wins); it reaches the model selection, the
+instructions' `{key}` placeholders and the tools. A placeholder without a default
+whose key the context lacks is a 400 naming `context.<key>`, before anything runs.
 
 The key's `agents` scope is enforced by the auth middleware; its rate limits count
 each run as one request. A client that disconnects cancels its run: the upstream call
@@ -21,10 +25,11 @@ to the thread.
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Mapping
 from contextlib import aclosing
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import structlog
@@ -142,6 +147,7 @@ class Turn:
     context: RuntimeContext
 
     def arguments(self) -> dict[str, Any]:
+        # `body.resource_id` is the one the caller's binding allowed (`prepare_turn`).
         return {
             "thread_id": self.body.thread_id,
             "resource_id": self.body.resource_id,
@@ -153,10 +159,17 @@ class Turn:
 async def prepare_turn(
     request: web.Request, agent: Agent, body: RunBody, headers: Mapping[str, str]
 ) -> Turn:
-    """Check what the body cannot check alone, then count the run against the key's
-    rate limit. Raises ApiError; nothing is written before this returns."""
+    """Check what the body cannot check alone (the resource against the key's binding,
+    the thread against the resource), then count the run against the key's rate
+    limit. Raises ApiError; nothing is written before this returns."""
     gateway = request.app[GATEWAY]
     store = gateway.agents.store
+    principal = request.get(PRINCIPAL)
+    if principal is not None:
+        # The key's resources bind the body's resource_id (filled in for a key of one);
+        # a socket's turns are judged against the token it was opened with.
+        principal.check_fresh(time.time())
+        body = replace(body, resource_id=principal.resource_for(body.resource_id))
     try:
         context = agent.check_context({**header_context(headers), **body.context})
         if body.thread_id is not None and agent.memory is not None:
@@ -176,7 +189,6 @@ async def prepare_turn(
             )
     except Exception as exc:
         raise run_error(exc) from exc
-    principal = request.get(PRINCIPAL)
     if principal is not None:
         chars = sum(len(m.content or "") for m in body.messages)
         wait = gateway.limits.admit(principal, chars // 4)

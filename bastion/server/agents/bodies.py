@@ -37,7 +37,7 @@ JsonObject = Mapping[str, Any]
 
 class RunRequest(BaseModel):
     """Either `prompt` or `messages`. `thread_id` needs `resource_id` for agents with
-    memory."""
+    memory, unless the key is bound to one resource or sends a user's token."""
 
     model_config = ConfigDict(
         extra="forbid",
@@ -87,7 +87,10 @@ class RunRequest(BaseModel):
     resource_id: Annotated[
         Identifier | None,
         Refusal(ID_RULE),
-        Field(description="Who owns the thread (a user, a tenant)."),
+        Field(
+            description="Who owns the thread (a user, a tenant); within the key's binding. "
+            "Filled in for a key bound to one resource or to a user (`x-bastion-user`)."
+        ),
     ] = None
 
 

@@ -37,7 +37,22 @@ _AGENT_NAME: Schema = {
 }
 
 
-_RESOURCE = query("resource_id", _ID, "The resource that owns the thread.", required=True)
+_RESOURCE = query(
+    "resource_id",
+    _ID,
+    "The resource that owns the thread: required, unless the key is bound to one "
+    "resource or sends a user's token (it is filled in).",
+)
+# On every agents and memory operation: binds the caller to an end user's resource.
+_USER: Schema = {
+    "name": "x-bastion-user",
+    "in": "header",
+    "required": False,
+    "description": "An end user's JWT, signed with the key of `auth.user_tokens`: the "
+    "request acts on that user's resource (`user:<sub>`, or the key's prefix and `sub`). "
+    "A bad or expired one is a 401.",
+    "schema": {"type": "string"},
+}
 _THREAD_ID: Schema = {"name": "id", "in": "path", "required": True, "schema": _ID}
 _RUN_HEADERS: Schema = {"x-bastion-run-id": header("The run's id.", STR)}
 _RUN_ERRORS = (
@@ -173,4 +188,5 @@ def paths() -> Schema:
         tag = "agents" if path.startswith("/api/v1/agents") else "memory"
         for op in item.values():
             op["tags"] = [tag]
+            op["parameters"] = [*op.get("parameters", ()), _USER]
     return paths

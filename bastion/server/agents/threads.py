@@ -1,8 +1,8 @@
-"""Threads and runs: what the agents keep in memory, under the control plane.
+"""Threads and runs: what the agents keep in memory.
 
     GET    /api/v1/threads?resource_id=R[&limit=50&offset=0]  R's threads, newest first
     GET    /api/v1/threads/{id}?resource_id=R[&last=N]       the thread and its messages
-    DELETE /api/v1/threads/{id}?resource_id=R                delete it and its messages
+    DELETE /api/v1/threads/{id}?resource_id=R                delete it (admin keys only)
     GET    /api/v1/runs/{id}                                  a run and its steps
 
 A thread is always asked for with the resource (user, tenant) that owns it: a thread of
@@ -10,6 +10,12 @@ another resource is refused with 403 `wrong_resource` and nothing changes. (The
 agents' own endpoints answer a run on another resource's thread the same way; they
 could not hide that the thread exists, since a new id would start a thread.) With
 no agents configured there is no store: no threads, no runs.
+
+Admin keys read every resource's. An app key reads only the resources it is bound to
+(`Principal.resource_for`): a resource outside them is a 403 `resource_not_allowed`,
+a key bound to one resource (or a user's token) may leave `resource_id` out, and a
+run of another resource is not found, as though it did not exist (run ids are the
+callers' to choose). An app key bound to nothing reads nothing.
 """
 
 from __future__ import annotations
@@ -20,9 +26,10 @@ from bastion.memory import MemoryStore, RunRecord, Thread, WrongResource
 from bastion.server.agents.api import run_error
 from bastion.server.agents.bodies import Deleted, ThreadList, ThreadMessages
 from bastion.server.agents.codec import identifier, message_body, run_body, thread_body
+from bastion.server.auth import Principal
 from bastion.server.common import json_response
 from bastion.server.errors import ApiError, invalid
-from bastion.server.keys import GATEWAY
+from bastion.server.keys import GATEWAY, PRINCIPAL
 
 MAX_LIMIT = 200
 
@@ -40,9 +47,33 @@ def _int(request: web.Request, name: str, default: int | None, low: int, high: i
     return value
 
 
+def _reader(request: web.Request) -> Principal | None:
+    """The caller, if it reads only some resources (None: an open gateway or an admin
+    key, which read them all); 403 for an app key bound to none."""
+    principal: Principal | None = request.get(PRINCIPAL)
+    if principal is None or principal.sees_every_resource:
+        return None
+    if principal.resources is None:
+        raise ApiError(
+            403,
+            f"the key {principal.name!r} is bound to no resources, so it reads no threads "
+            "or runs: bind it (auth.keys[].resources) or send a user's token "
+            "(x-bastion-user)",
+            type="permission_error",
+            param="resource_id",
+            code="resource_not_allowed",
+        )
+    return principal
+
+
 def _resource(request: web.Request) -> str:
-    resource = identifier(request.query.get("resource_id"), "resource_id", required=True)
-    assert resource is not None  # required=True never gives None
+    """The resource a request names (`resource_id`), as the caller may read it."""
+    reader = _reader(request)
+    resource = identifier(request.query.get("resource_id"), "resource_id")
+    if reader is not None:
+        resource = reader.resource_for(resource)
+    if resource is None:
+        raise invalid("resource_id", "is required: the user or tenant the threads belong to")
     return resource
 
 
@@ -117,6 +148,7 @@ async def delete_thread(request: web.Request) -> web.Response:
 
 async def get_run(request: web.Request) -> web.Response:
     run_id = request.match_info["id"]
+    reader = _reader(request)
     store = _store(request)
     run: RunRecord | None = None
     if store is not None:
@@ -124,9 +156,16 @@ async def get_run(request: web.Request) -> web.Response:
             run = await store.get_run(run_id)
         except Exception as exc:
             raise run_error(exc) from exc
-    if run is None:
+    if run is None or not _may_read(reader, run):
         raise ApiError(404, f"no run {run_id!r}", param="id", code="run_not_found")
     return json_response(run_body(run))
+
+
+def _may_read(reader: Principal | None, run: RunRecord) -> bool:
+    if reader is None:
+        return True
+    scope = reader.resources
+    return scope is not None and run.resource_id is not None and scope.allows(run.resource_id)
 
 
 def add_thread_routes(app: web.Application) -> None:

@@ -16,8 +16,12 @@ open. Messages are bounded by `server.max_body` (a bigger one closes the socket 
 answering the server's own pings is dropped.
 
 The request's `x-bastion-context-*` headers are the context of every turn; a turn's
-`context` wins over them. Closing the socket cancels the running turn. On shutdown an
-idle socket is closed at once (1001) and a busy one after its turn.
+`context` wins over them. The socket is bound at the upgrade to the key's resources,
+or to the user of its `x-bastion-user` token (a bad token is a 401 before the upgrade);
+each turn is judged against that binding, and once the token has expired a turn is
+refused with a 401 `error` (open a new socket with a fresh token). Closing the socket
+cancels the running turn. On shutdown an idle socket is closed at once (1001) and a
+busy one after its turn.
 """
 
 from __future__ import annotations

@@ -22,6 +22,7 @@ import orjson
 from bastion.models.openai_stream import usage_json as usage_json  # re-exported
 from bastion.routing.streaming import UsageReport
 from bastion.server.errors import ApiError, invalid
+from bastion.server.openai.content import read_content
 from bastion.types import (
     ChatRequest,
     ChatResponse,
@@ -49,27 +50,6 @@ class ParsedChat:
     stream: bool
     include_usage: bool
     request: ChatRequest
-
-
-def _text(value: Any, field: str) -> str | None:
-    """Message content: a string, null, or a list of parts (text parts are joined)."""
-    if value is None or isinstance(value, str):
-        return value
-    if isinstance(value, list):
-        texts: list[str] = []
-        for index, part in enumerate(value):
-            where = f"{field}[{index}]"
-            if not isinstance(part, dict):
-                raise invalid(where, "a content part must be an object")
-            kind = part.get("type")
-            if kind != "text":
-                raise invalid(f"{where}.type", f"content part type {kind!r} is not supported")
-            text = part.get("text")
-            if not isinstance(text, str):
-                raise invalid(f"{where}.text", "must be a string")
-            texts.append(text)
-        return "".join(texts)
-    raise invalid(field, "must be a string, an array of content parts, or null")
 
 
 def _tool_calls(value: Any, field: str) -> tuple[ToolCall, ...]:
@@ -100,6 +80,13 @@ def _tool_calls(value: Any, field: str) -> tuple[ToolCall, ...]:
     return tuple(calls)
 
 
+def _positive_int(body: Mapping[str, Any], key: str) -> int | None:
+    value = body.get(key)
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise invalid(key, "must be a positive integer")
+    return value
+
+
 def read_message(value: Any, index: int) -> Message:
     """`messages[index]` of a chat body (or an agent's run body); ApiError(400)
     naming the field at fault."""
@@ -109,21 +96,22 @@ def read_message(value: Any, index: int) -> Message:
     role = value.get("role")
     if not isinstance(role, str) or role not in ROLES:
         raise invalid(f"{field}.role", f"must be one of {', '.join(sorted(ROLES))}")
-    content = _text(value.get("content"), f"{field}.content")
+    content, parts = read_content(value.get("content"), f"{field}.content")
     name = value.get("name")
     if name is not None and not isinstance(name, str):
         raise invalid(f"{field}.name", "must be a string")
     if role == "assistant":
         calls = _tool_calls(value.get("tool_calls"), f"{field}.tool_calls")
-        return Message("assistant", content, calls, name=name)
+        return Message("assistant", content, calls, name=name, parts=parts)
     if content is None:
         raise invalid(f"{field}.content", f"is required for role {role!r}")
     if role == "tool":
         call_id = value.get("tool_call_id")
         if not isinstance(call_id, str):
             raise invalid(f"{field}.tool_call_id", "is required for role 'tool'")
-        return Message("tool", content, tool_call_id=call_id)
-    return Message("system" if role == "developer" else cast(Role, role), content, name=name)
+        return Message("tool", content, tool_call_id=call_id, parts=parts)
+    kind = "system" if role == "developer" else cast(Role, role)
+    return Message(kind, content, name=name, parts=parts)
 
 
 def _tools(value: Any) -> tuple[ToolSpec, ...]:
@@ -185,11 +173,10 @@ def parse_chat(raw: bytes) -> ParsedChat:
     tool_choice = body.get("tool_choice")
     if tool_choice is not None and not isinstance(tool_choice, str | dict):
         raise invalid("tool_choice", "must be a string or an object")
-    max_tokens = body.get("max_tokens")
-    if max_tokens is not None and (
-        isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1
-    ):
-        raise invalid("max_tokens", "must be a positive integer")
+    max_tokens = _positive_int(body, "max_tokens")
+    # OpenAI's newer name; it stays in `extra` under its own name (OpenAI's reasoning
+    # models refuse `max_tokens`) and providers that know only one limit read it there.
+    _positive_int(body, "max_completion_tokens")
     request = ChatRequest(
         messages=tuple(read_message(m, i) for i, m in enumerate(messages)),
         tools=_tools(body.get("tools")),

@@ -105,6 +105,7 @@ SCHEMAS: Schema = {
             ),
             "temperature": _nullable({"type": "number", "minimum": 0, "maximum": 2}),
             "max_tokens": _nullable({"type": "integer", "minimum": 1}),
+            "max_completion_tokens": _nullable({"type": "integer", "minimum": 1}),
         },
         ["model", "messages"],
         additionalProperties=True,
@@ -115,13 +116,68 @@ SCHEMAS: Schema = {
         ),
     ),
     "Content": {
-        "description": "A string, or an array of text parts (joined in order).",
-        "anyOf": [STR, _array(ref("TextPart"))],
+        "description": (
+            "A string, or an array of content parts: text parts are joined in order; "
+            "image, audio and file parts go to an OpenAI-compatible upstream as sent, "
+            "and to an Anthropic one as its image and document blocks (text, images "
+            "and PDFs only)."
+        ),
+        "anyOf": [
+            STR,
+            _array(
+                {
+                    "anyOf": [
+                        ref("TextPart"),
+                        ref("ImagePart"),
+                        ref("AudioPart"),
+                        ref("FilePart"),
+                    ]
+                }
+            ),
+        ],
     },
     "TextPart": _object(
-        {"type": {"const": "text"}, "text": STR},
-        ["type", "text"],
-        description="A text part. Other part types (images, audio) are refused.",
+        {"type": {"const": "text"}, "text": STR}, ["type", "text"], description="A text part."
+    ),
+    "ImagePart": _object(
+        {
+            "type": {"const": "image_url"},
+            "image_url": _object(
+                {
+                    "url": {"type": "string", "pattern": "^(https?://|data:image/.*;base64,)"},
+                    "detail": {"enum": ["auto", "low", "high"]},
+                },
+                ["url"],
+            ),
+        },
+        ["type", "image_url"],
+        description="An image by http(s) URL or as a base64 `data:image/...` URL.",
+    ),
+    "AudioPart": _object(
+        {
+            "type": {"const": "input_audio"},
+            "input_audio": _object(
+                {"data": {"type": "string", "minLength": 1}, "format": {"enum": ["wav", "mp3"]}},
+                ["data", "format"],
+            ),
+        },
+        ["type", "input_audio"],
+        description="Audio, base64 in `data`.",
+    ),
+    "FilePart": _object(
+        {
+            "type": {"const": "file"},
+            "file": _object(
+                {
+                    "file_data": {"type": "string", "minLength": 1},
+                    "file_id": {"type": "string", "minLength": 1},
+                    "filename": {"type": "string", "minLength": 1},
+                },
+                anyOf=[{"required": ["file_data"]}, {"required": ["file_id"]}],
+            ),
+        },
+        ["type", "file"],
+        description="A file: its bytes as a `data:` URL in `file_data`, or a `file_id`.",
     ),
     "AssistantMessage": _object(
         {
