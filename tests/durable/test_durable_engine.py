@@ -1,7 +1,8 @@
 """The durable engine in one process, on DBOS with a SQLite system database: a run's
 model and tool calls are DBOS steps under the run id, in the order they began (parallel
 tool calls too); the same run id runs once; a failed run raises the router's own error;
-DBOS being one per process, a second engine is refused by name.
+DBOS being one per process, a second engine is refused by name; a run a stopped
+replica left pending is taken over by another.
 
 What a restart does (a killed `bastion serve` resuming its run) is tested end to end in
 tests/agents_api/test_agents_api_durable.py."""
@@ -116,3 +117,46 @@ async def test_a_second_engine_in_the_process_is_refused(
 ) -> None:
     with pytest.raises(EngineBusy, match="already runs a durable engine"):
         DurableEngine(f"sqlite:///{tmp_path / 'other.db'}", "other/0").launch()
+
+
+async def test_a_run_a_stopped_replica_left_pending_is_taken_over_by_another(
+    tmp_path: Path,
+) -> None:
+    ran.clear()
+    in_flight = asyncio.Event()
+
+    def hang(request: object) -> Reply:
+        in_flight.set()
+        return Reply("never sent", delay=3600)
+
+    model = ScriptedModel([Reply(tool_calls=(call("lookup", '{"order": 1}'),))], default=hang)
+    agent = Agent("a", "x", "only", router=build_router({"only": model}), tools=[lookup])
+    database = f"sqlite:///{tmp_path / 'runs.db'}"
+    first = DurableEngine(database, "stopped/0")
+    first.launch()
+    agent.durable = first
+    first.open(lambda name: agent)
+    before = asyncio.all_tasks()
+    caller = asyncio.create_task(agent.generate("Where is 1?", run_id="run-4"))
+    await asyncio.wait_for(in_flight.wait(), 10)  # the tool ran; the model call hangs
+    # The replica stops: its tasks end and DBOS shuts down, the run still PENDING.
+    for task in asyncio.all_tasks() - before - {asyncio.current_task()}:
+        task.cancel()
+    await asyncio.sleep(0)
+    await first.close()
+    assert caller.cancelled() and ran == [1]
+
+    model.default = "Shipped."
+    second = DurableEngine(database, "alive/0")
+    second.launch()
+    try:
+        agent.durable = second
+        second.open(lambda name: agent)
+        assert await second.pending() == {"run-4"}
+        assert await second.recover(["stopped/0"]) == ["run-4"]
+        handle = await DBOS.retrieve_workflow_async("run-4")
+        result = await asyncio.wait_for(handle.get_result(), 10)
+    finally:
+        await second.close()
+    assert result.text == "Shipped."
+    assert ran == [1]  # replayed from its record, not run again
