@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
@@ -20,7 +20,7 @@ pytest.importorskip("dbos")
 
 from dbos import DBOS
 
-from bastion import ScriptedModel
+from bastion import ChatRequest, ScriptedModel
 from bastion.agents import Agent, AgentOptions, tool
 from bastion.durable import DurableEngine, EngineBusy
 from bastion.memory.sqlite import SqliteStore
@@ -56,8 +56,13 @@ async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
         yield opened
 
 
-def durable_agent(engine: DurableEngine, store: SqliteStore, *script: Reply | Fail | str) -> Agent:
-    model = ScriptedModel(list(script))
+def durable_agent(
+    engine: DurableEngine,
+    store: SqliteStore,
+    *script: Reply | Fail | str,
+    default: Callable[[ChatRequest], Reply] | None = None,
+) -> Agent:
+    model = ScriptedModel(list(script), default=default)
     agent = Agent(
         "a", "x", "only", router=build_router({"only": model}), tools=[lookup],
         options=AgentOptions(run_store=store),
@@ -160,3 +165,26 @@ async def test_a_run_a_stopped_replica_left_pending_is_taken_over_by_another(
         await second.close()
     assert result.text == "Shipped."
     assert ran == [1]  # replayed from its record, not run again
+
+
+async def test_a_caller_that_leaves_does_not_stop_the_run(
+    engine: DurableEngine, store: SqliteStore
+) -> None:
+    ran.clear()
+    answering = asyncio.Event()
+
+    def answer_slowly(request: ChatRequest) -> Reply:
+        answering.set()  # the tool ran; the model's answer is on its way
+        return Reply("Shipped.", delay=2.0)
+
+    tool_call = Reply(tool_calls=(call("lookup", '{"order": 1}'),))
+    agent = durable_agent(engine, store, tool_call, default=answer_slowly)
+    caller = asyncio.create_task(agent.generate("Where is 1?", run_id="run-5"))
+    await asyncio.wait_for(answering.wait(), 10)
+    caller.cancel()
+    handle = await DBOS.retrieve_workflow_async("run-5")
+    result = await asyncio.wait_for(handle.get_result(), 10)
+    assert caller.cancelled()
+    assert result.text == "Shipped."
+    record = await store.get_run("run-5")
+    assert record is not None and record.status == "ok"
