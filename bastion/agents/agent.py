@@ -27,6 +27,7 @@ from typing import Any
 
 from bastion.agents.errors import MissingContext
 from bastion.agents.events import AgentEvent, AgentResult, Error
+from bastion.agents.journal import DIRECT, DurableRuns, StepJournal
 from bastion.agents.loop import Limits
 from bastion.agents.options import (
     AgentMemory,
@@ -85,6 +86,7 @@ class Agent:
         self.description = description
         self.options = options
         self.memory = memory
+        self.durable: DurableRuns | None = None
         run_store = options.run_store
         if run_store is None and memory is not None:
             store = getattr(memory, "store", None)
@@ -135,11 +137,39 @@ class Agent:
         the run a turn on that thread: its history is prepended and, if the run
         succeeds, its new messages are committed (a refused or failed run commits
         nothing). Without memory, `thread_id` is only recorded. `run_id` defaults to
-        a new UUID; it names the run in the run store and in idempotency keys."""
+        a new UUID; it names the run in the run store and in idempotency keys.
+
+        With `durable` set (a gateway with `durability:` in its config), the run is a
+        durable workflow named by the run id: its steps are recorded as they finish,
+        and a process that dies mid-run resumes it on restart (`bastion.durable`)."""
         run = self._run(prompt, thread_id, resource_id, context, run_id, streaming=False)
-        async for _ in run.events():
-            pass
-        return run.final()
+        if self.durable is not None:
+            return await self.durable.generate(
+                self, run.input, dict(run.context), run.run_id, thread_id, resource_id
+            )
+        return await drive(run)
+
+    def resume(
+        self,
+        messages: Sequence[Message],
+        context: Mapping[str, Any],
+        run_id: str,
+        thread_id: str | None,
+        resource_id: str | None,
+        journal: StepJournal = DIRECT,
+    ) -> AgentRun:
+        """A run from inputs recorded earlier, taking its steps through `journal`: how
+        a durable engine starts (or resumes) the run it recorded. `drive` runs it."""
+        return AgentRun(
+            self._setup,
+            tuple(messages),
+            RuntimeContext(context),
+            run_id,
+            thread_id,
+            resource_id,
+            streaming=False,
+            journal=journal,
+        )
 
     async def stream(
         self,
@@ -201,6 +231,13 @@ class Agent:
             resource_id,
             streaming=streaming,
         )
+
+
+async def drive(run: AgentRun) -> AgentResult:
+    """Run `run` to the end and return its result."""
+    async for _ in run.events():
+        pass
+    return run.final()
 
 
 def _messages(prompt: AgentInput) -> tuple[Message, ...]:

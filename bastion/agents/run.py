@@ -31,6 +31,7 @@ from bastion.agents.events import (
     ToolResult,
     refused_result,
 )
+from bastion.agents.journal import DIRECT, StepJournal
 from bastion.agents.loop import (
     Accept,
     CallModel,
@@ -94,6 +95,7 @@ class AgentRun:
         "_held",
         "context",
         "input",
+        "journal",
         "resource_id",
         "result",
         "run_id",
@@ -112,8 +114,10 @@ class AgentRun:
         resource_id: str | None,
         *,
         streaming: bool,
+        journal: StepJournal = DIRECT,
     ) -> None:
         self.setup = setup
+        self.journal = journal
         self.input = messages
         self.context = context
         self.run_id = run_id
@@ -241,8 +245,9 @@ class AgentRun:
         held = ""
         try:
             if not self.streaming:
-                response = await setup.router.complete(
-                    request, model=setup.model, context=self.context
+                response = await self.journal.step(
+                    f"model:{index}",
+                    lambda: setup.router.complete(request, model=setup.model, context=self.context),
                 )
                 if previous is not None and response.endpoint != previous:
                     yield ModelSwitched(previous, response.endpoint, index)
@@ -328,7 +333,9 @@ class AgentRun:
                 self.thread_id,
                 self.resource_id,
             )
-            returned = await tool.execute(call.arguments, ctx)
+            returned = await self.journal.step(
+                f"tool:{call.name}", lambda: tool.execute(call.arguments, ctx)
+            )
         return ToolOutcome(call, key, returned, started, time.time())
 
     async def _record(self, record: StepRecord) -> None:

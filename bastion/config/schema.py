@@ -24,6 +24,7 @@ from pydantic import (
 )
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 
+from bastion.config.durability_schema import DurabilitySettings
 from bastion.config.errors import FieldError
 from bastion.config.groups import Degraded, Hedge, ModelGroup, Strategy, Target, import_handler
 from bastion.config.sections import AuthSettings, KeyConfig, MemorySettings, ServerSettings
@@ -216,6 +217,8 @@ class BastionConfig(Frozen):
     auth: AuthSettings | None = None
     tracing: TracingSettings = TracingSettings()
     memory: MemorySettings = MemorySettings()
+    # Off unless given: agent runs as durable workflows (bastion.durable).
+    durability: DurabilitySettings | None = None
     agents: dict[str, AgentConfig] = Field(default_factory=dict)
     state: _State = None
     mcp: _Mcp = None

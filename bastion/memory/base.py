@@ -15,7 +15,7 @@ holds.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -189,8 +189,9 @@ class MemoryStore(Protocol):
         """Delete threads not updated for `idle_for` seconds, except those with a live
         lease (a turn may begin on an old thread); returns how many."""
 
-    async def recover(self) -> Recovered:
+    async def recover(self, keep: Collection[str] = ()) -> Recovered:
         """Let go of what an earlier process with this `replica_id` left behind: release
-        the leases it still holds and finish its `running` runs as errors (INTERRUPTED).
+        the leases it still holds and finish its `running` runs as errors (INTERRUPTED),
+        except the runs named in `keep` (durable runs, which resume and finish later).
         Call once at start, before serving; another replica's leases and runs are never
         touched, even on a shared database."""

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any, Literal
 
 import asyncpg
@@ -291,9 +291,9 @@ class PostgresStore(SetupOnEnter):
             )
         return None if run is None else codec.run_from_row(run, steps)
 
-    async def recover(self) -> Recovered:
-        """Release this replica's leases and finish its running runs as interrupted,
-        in one transaction."""
+    async def recover(self, keep: Collection[str] = ()) -> Recovered:
+        """Release this replica's leases and finish its running runs as interrupted
+        (but for those in `keep`), in one transaction."""
         async with self._db.acquire() as conn, conn.transaction():
             leases = await conn.fetchval(
                 "WITH gone AS (DELETE FROM leases WHERE replica = $1 RETURNING 1) "
@@ -302,9 +302,9 @@ class PostgresStore(SetupOnEnter):
             )
             runs = await conn.fetchval(
                 "WITH done AS (UPDATE runs SET status = 'error', ended_at = $2, error = $3 "
-                "WHERE replica = $1 AND status = 'running' RETURNING 1) "
-                "SELECT count(*) FROM done",
-                self.replica_id, self._clock(), INTERRUPTED,
+                "WHERE replica = $1 AND status = 'running' AND NOT (id = ANY($4::text[])) "
+                "RETURNING 1) SELECT count(*) FROM done",
+                self.replica_id, self._clock(), INTERRUPTED, list(keep),
             )  # fmt: skip
         return Recovered(int(leases), int(runs))
 

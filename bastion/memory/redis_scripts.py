@@ -101,8 +101,9 @@ local replica = redis.call('HGET', KEYS[1], 'replica')
 if replica then redis.call('SREM', ARGV[1] .. 'running:' .. replica, ARGV[2]) end
 return 1
 """
-# ARGV: prefix, replica, reason, now. Owner-checked: a lease another replica took over
-# after ours expired stays theirs.
+# ARGV: prefix, replica, reason, now, then the run ids to keep running (they stay in the
+# running set). Owner-checked: a lease another replica took over after ours expired
+# stays theirs.
 _RECOVER = """
 local holders = ARGV[1] .. 'holders:' .. ARGV[2]
 local held = redis.call('HGETALL', holders)
@@ -116,15 +117,19 @@ for i = 1, #held, 2 do
 end
 redis.call('DEL', holders)
 local running = ARGV[1] .. 'running:' .. ARGV[2]
+local keep = {}
+for i = 5, #ARGV do keep[ARGV[i]] = true end
 local runs = 0
 for _, id in ipairs(redis.call('SMEMBERS', running)) do
-  local run = ARGV[1] .. 'run:' .. id
-  if redis.call('HGET', run, 'status') == 'running' then
-    redis.call('HSET', run, 'status', 'error', 'ended_at', ARGV[4], 'error', ARGV[3])
-    runs = runs + 1
+  if not keep[id] then
+    local run = ARGV[1] .. 'run:' .. id
+    if redis.call('HGET', run, 'status') == 'running' then
+      redis.call('HSET', run, 'status', 'error', 'ended_at', ARGV[4], 'error', ARGV[3])
+      runs = runs + 1
+    end
+    redis.call('SREM', running, id)
   end
 end
-redis.call('DEL', running)
 return {leases, runs}
 """
 

@@ -26,7 +26,7 @@ owner before it deletes.
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from typing import Any, Literal
 
 import orjson
@@ -252,10 +252,10 @@ class RedisStore(SetupOnEnter):
         steps = sorted((orjson.loads(s) for s in raw_steps.values()), key=lambda s: s["index"])
         return codec.run_from_row(row, steps)
 
-    async def recover(self) -> Recovered:
-        """Release this replica's leases and finish its running runs as interrupted,
-        in one script."""
-        args = (self.prefix, self.replica_id, INTERRUPTED, repr(self._clock()))
+    async def recover(self, keep: Collection[str] = ()) -> Recovered:
+        """Release this replica's leases and finish its running runs as interrupted
+        (but for those in `keep`), in one script."""
+        args = (self.prefix, self.replica_id, INTERRUPTED, repr(self._clock()), *keep)
         leases, runs = await self._run("recover", args)
         return Recovered(int(leases), int(runs))
 

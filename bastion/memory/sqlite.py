@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any, Literal
 
 from bastion.memory import codec
@@ -195,10 +195,11 @@ class SqliteStore(SetupOnEnter):
     async def get_run(self, run_id: str) -> RunRecord | None:
         return await self._read().read(ops.get_run, run_id)
 
-    async def recover(self) -> Recovered:
-        """Release this replica's leases and finish its running runs as interrupted."""
+    async def recover(self, keep: Collection[str] = ()) -> Recovered:
+        """Release this replica's leases and finish its running runs as interrupted,
+        but for those in `keep`."""
         leases, runs = await self._write().write(
-            ops.recover, self.replica_id, INTERRUPTED, self._clock()
+            ops.recover, self.replica_id, INTERRUPTED, self._clock(), tuple(keep)
         )
         return Recovered(leases, runs)
 

@@ -9,6 +9,7 @@ come in as arguments, read from the store's clock on the event loop.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -240,14 +241,17 @@ def get_run(conn: Conn, run_id: str) -> RunRecord | None:
     return codec.run_from_row(row, steps)
 
 
-def recover(conn: Conn, replica: str, reason: str, now: float) -> tuple[int, int]:
-    """Release `replica`'s leases and finish its running runs with `reason`;
-    (leases released, runs finished)."""
+def recover(
+    conn: Conn, replica: str, reason: str, now: float, keep: Sequence[str] = ()
+) -> tuple[int, int]:
+    """Release `replica`'s leases and finish its running runs with `reason`, but for
+    the runs in `keep`; (leases released, runs finished)."""
     leases = conn.execute("DELETE FROM leases WHERE replica = ?", (replica,)).rowcount
     runs = conn.execute(
         "UPDATE runs SET status = 'error', ended_at = ?, error = ? "
-        "WHERE replica = ? AND status = 'running'",
-        (now, reason, replica),
+        "WHERE replica = ? AND status = 'running' "
+        "AND id NOT IN (SELECT value FROM json_each(?))",
+        (now, reason, replica, json.dumps(list(keep))),
     ).rowcount
     return leases, runs
 

@@ -120,7 +120,7 @@ class Gateway:
             config.server.port if port is None else port,
             worker,
         )
-        self.agents = AgentHost(plan_agents(config), self.replica_id)
+        self.agents = AgentHost(plan_agents(config), self.replica_id, config.durability)
         self._in_flight: dict[int, int] = {}
         self._retired: dict[int, Router] = {}
         # Reloads and isolation changes take turns: a new router copies isolation

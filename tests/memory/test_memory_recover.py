@@ -95,3 +95,25 @@ async def test_a_store_given_no_replica_id_recovers_nothing_of_another(make_stor
     assert anonymous.replica_id != named.replica_id
     assert await anonymous.recover() == Recovered(leases=0, runs=0)
     assert await anonymous.acquire_lease("t", "turn-2", 60) is False
+
+
+async def test_runs_named_to_keep_stay_running_and_a_later_recover_still_finds_them(make_store):
+    crashed = await make_store(replica_id="replica-k")
+    for run_id in ("durable-1", "durable-2", "plain"):
+        await crashed.start_run(running(run_id))
+
+    restarted = await make_store(replica_id="replica-k")
+    assert await restarted.recover(keep=["durable-1", "durable-2", "unknown"]) == Recovered(
+        leases=0, runs=1
+    )
+    for run_id in ("durable-1", "durable-2"):
+        kept = await restarted.get_run(run_id)
+        assert kept is not None and (kept.status, kept.error) == ("running", None)
+    plain = await restarted.get_run("plain")
+    assert plain is not None and (plain.status, plain.error) == ("error", INTERRUPTED)
+
+    # A kept run that dies again is still this replica's to let go of.
+    again = await make_store(replica_id="replica-k")
+    assert await again.recover(keep=["durable-2"]) == Recovered(leases=0, runs=1)
+    gone = await again.get_run("durable-1")
+    assert gone is not None and gone.status == "error"

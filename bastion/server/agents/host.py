@@ -17,6 +17,12 @@ and run. Right after opening it the host lets go of what a crashed process of th
 left behind (`MemoryStore.recover`): its leases, so that the thread it was on is served
 at once, and its runs, which read as failed (interrupted) instead of running forever.
 A reload that changes `server.replica_id` takes effect at the next restart, too.
+
+With `durability:` in the config (opt-in) the host also launches the durable engine
+(`bastion.durable`) under the same replica id, before it opens the store: DBOS resumes
+the runs this replica was carrying, and the store's `recover` leaves those runs
+running. They start once the agents are installed. `durability:` is read at start-up
+only; a reload that changes it takes effect at the next restart.
 """
 
 from __future__ import annotations
@@ -26,17 +32,22 @@ import os
 import re
 import socket
 import uuid
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import structlog
 
 from bastion.agents import Agent
 from bastion.agents.configure import AgentPlan, open_memory
 from bastion.config import ConfigError
+from bastion.config.durability_schema import DurabilitySettings
 from bastion.config.schema import MemorySettings
 from bastion.memory import Memory, MemoryStore, open_store
 from bastion.routing import Router
+
+if TYPE_CHECKING:
+    from bastion.durable import DurableEngine
 
 _log = structlog.get_logger("bastion.server")
 
@@ -74,10 +85,17 @@ def replica_id(
 
 class AgentHost:
     """The live agents by name, and the memory store they share, opened as replica
-    `replica` (a fresh id if not given)."""
+    `replica` (a fresh id if not given); with `durability`, runs are durable."""
 
-    def __init__(self, plans: Mapping[str, AgentPlan], replica: str | None = None) -> None:
+    def __init__(
+        self,
+        plans: Mapping[str, AgentPlan],
+        replica: str | None = None,
+        durability: DurabilitySettings | None = None,
+    ) -> None:
         self.replica = replica or replica_id(None, None, 0, 0)
+        self.durability = durability
+        self.engine: DurableEngine | None = None
         self.plans: Mapping[str, AgentPlan] = plans
         self.agents: Mapping[str, Agent] = {}
         self.store: MemoryStore | None = None
@@ -88,9 +106,15 @@ class AgentHost:
     def get(self, name: str) -> Agent | None:
         return self.agents.get(name)
 
-    async def prepare(self, settings: MemorySettings, plans: Mapping[str, AgentPlan]) -> None:
+    async def prepare(
+        self,
+        settings: MemorySettings,
+        plans: Mapping[str, AgentPlan],
+        keep: Collection[str] = (),
+    ) -> None:
         """Open the store if agents need one and none is open. Nothing live changes:
-        a store open before its agents are installed is merely unused."""
+        a store open before its agents are installed is merely unused. The runs in
+        `keep` (durable runs about to resume) are not marked interrupted."""
         if not plans or self.store is not None:
             if self.store is not None and settings.store != self._store_url:
                 _log.warning(
@@ -103,7 +127,7 @@ class AgentHost:
         except ValueError as exc:
             raise ConfigError(f"memory.store: {exc}") from None
         try:
-            recovered = await store.recover()
+            recovered = await store.recover(keep)
         except BaseException:
             await store.close()
             raise
@@ -130,15 +154,27 @@ class AgentHost:
             retired, memory = memory, open_memory(self.store, settings)
             self._settings = settings
         self.agents = {name: plan.build(router, memory, self.store) for name, plan in plans.items()}
+        for agent in self.agents.values():
+            agent.durable = self.engine
         self.plans = plans
         self.memory = memory
         return retired
 
     async def start(self, settings: MemorySettings, router: Router) -> None:
-        await self.prepare(settings, self.plans)
+        keep: Collection[str] = ()
+        if self.durability is not None and self.plans:
+            self.engine = _launch(self.durability, self.replica)
+            keep = await self.engine.pending()
+        await self.prepare(settings, self.plans, keep)
         self.install(self.plans, router, settings)
+        if self.engine is not None:
+            self.engine.open(self.get)
 
     async def close(self) -> None:
+        engine, self.engine = self.engine, None
+        if engine is not None:
+            # Before the store: runs still in flight stay pending, to resume later.
+            await engine.close()
         memory, self.memory = self.memory, None
         store, self.store = self.store, None
         self.agents = {}
@@ -146,6 +182,26 @@ class AgentHost:
             await memory.aclose()
         if store is not None:
             await store.close()
+
+
+def _launch(settings: DurabilitySettings, replica: str) -> DurableEngine:
+    """The durable engine, launched on this event loop; ConfigError if it cannot be."""
+    try:
+        from bastion.durable import DurableEngine, EngineBusy
+    except ImportError:
+        raise ConfigError(
+            "durability: needs the durable extra (pip install 'bastion[durable]')"
+        ) from None
+    engine = DurableEngine(settings.database, replica)
+    try:
+        engine.launch()
+    except EngineBusy as exc:
+        raise ConfigError(str(exc)) from None
+    except Exception as exc:
+        raise ConfigError(
+            f"durability.database: cannot open {_redact(settings.database)}: {type(exc).__name__}"
+        ) from None
+    return engine
 
 
 def _redact(url: str) -> str:
